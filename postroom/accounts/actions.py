@@ -1,0 +1,126 @@
+"""Multi-step writes for users, projects, keys and invitations."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta as td
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from postroom.accounts.models import (
+    ApiKey,
+    Invitation,
+    LoginFailure,
+    Membership,
+    Project,
+    Role,
+    User,
+    hash_key,
+    new_public_key,
+)
+
+
+@transaction.atomic
+def create_project(name: str, owner: User) -> tuple[Project, str]:
+    """A project, its owner's membership, and a first secret key (returned raw, once)."""
+    project = Project.objects.create(name=name.strip()[:100])
+    Membership.objects.create(project=project, user=owner, role=Role.OWNER)
+    _, raw = create_secret_key(project, "Default", created_by=owner)
+    return project, raw
+
+
+def create_secret_key(project: Project, name: str, created_by: User | None) -> tuple[ApiKey, str]:
+    """A new `sk_...` key. Only its hash is stored: the raw key is returned here, once."""
+    raw = "sk_" + secrets.token_hex(24)
+    key = ApiKey.objects.create(
+        project=project,
+        name=name.strip()[:100] or "Key",
+        key_hash=hash_key(raw),
+        prefix=raw[:10],
+        created_by=created_by,
+    )
+    return key, raw
+
+
+def revoke_key(key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at=None).update(revoked_at=timezone.now())
+
+
+def rotate_public_key(project: Project) -> str:
+    project.public_key = new_public_key()
+    project.save(update_fields=["public_key"])
+    return project.public_key
+
+
+def create_first_admin() -> tuple[str, str] | None:
+    """If there is no user at all, create an admin and return (email, password) to print."""
+    if User.objects.exists():
+        return None
+    email = "admin@localhost"
+    password = secrets.token_urlsafe(12)
+    User.objects.create_superuser(email, password, name="Admin")
+    return email, password
+
+
+def invite_member(project: Project, email: str, role: str, invited_by: User) -> Invitation:
+    invitation = Invitation.objects.create(
+        project=project,
+        email=email.strip().lower(),
+        role=role,
+        token=secrets.token_urlsafe(32),
+        invited_by=invited_by,
+    )
+    context = {
+        "invitation": invitation,
+        "url": f"{settings.SITE_URL}/invite/{invitation.token}/",
+        "site_name": settings.SITE_NAME,
+    }
+    send_mail(
+        subject=render_to_string("accounts/emails/invite-subject.txt", context).strip(),
+        message=render_to_string("accounts/emails/invite-body-text.txt", context),
+        html_message=render_to_string("accounts/emails/invite-body-html.html", context),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(invitation: Invitation, user: User) -> Membership:
+    membership, created = Membership.objects.get_or_create(
+        project=invitation.project, user=user, defaults={"role": invitation.role}
+    )
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    return membership
+
+
+def login_blocked_for(email: str, ip: str | None) -> int:
+    """Seconds until another login may be tried for this address or IP; 0 when allowed."""
+    window = td(seconds=settings.LOGIN_THROTTLE_WINDOW)
+    since = timezone.now() - window
+    checks = [(LoginFailure.objects.filter(email=email.lower()), settings.LOGIN_THROTTLE_PER_EMAIL)]
+    if ip:
+        checks.append((LoginFailure.objects.filter(ip=ip), settings.LOGIN_THROTTLE_PER_IP))
+    wait = 0
+    for failures, limit in checks:
+        recent = list(failures.filter(at__gte=since).order_by("-at").values_list("at", flat=True)[:limit])
+        if len(recent) >= limit:
+            # Blocked until the oldest of the last `limit` failures leaves the window.
+            wait = max(wait, int((recent[-1] + window - timezone.now()).total_seconds()) + 1)
+    return wait
+
+
+def record_login_failure(email: str, ip: str | None) -> None:
+    LoginFailure.objects.create(email=email.lower()[:254], ip=ip)
+
+
+def prune_login_failures() -> int:
+    """Forget failures older than the throttle window. Run by the worker."""
+    since = timezone.now() - td(seconds=settings.LOGIN_THROTTLE_WINDOW)
+    deleted, _ = LoginFailure.objects.filter(at__lt=since).delete()
+    return deleted

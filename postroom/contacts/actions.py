@@ -1,0 +1,428 @@
+"""Multi-step writes on contacts: create, update, tag, bulk actions, suppression, erase."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from postroom.accounts.models import Project, User
+from postroom.contacts.models import (
+    BulkAction,
+    ConsentSource,
+    Contact,
+    ContactTag,
+    FieldDefinition,
+    FieldType,
+    Status,
+    Suppression,
+    Tag,
+)
+from postroom.lib.emails import InvalidEmail, normalise_email
+
+log = logging.getLogger(__name__)
+
+MAX_TAGS_PER_CONTACT = 100
+MAX_TAG_LENGTH = 100
+
+
+class ContactError(ValueError):
+    """Bad contact input; `field` names the field at fault ("email", "data.age", "tags")."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class DuplicateContact(ContactError):
+    pass
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ContactFilter:
+    """The contacts list's search and filters, also what a bulk action applies to."""
+
+    q: str = ""
+    status: str = ""
+    tag: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ContactFilter:
+        status = data.get("status", "") or ""
+        return cls(
+            q=(data.get("q", "") or "").strip()[:200],
+            status=status if status in Status.values else "",
+            tag=(data.get("tag", "") or "").strip()[:MAX_TAG_LENGTH],
+        )
+
+    def as_dict(self) -> dict:
+        return {"q": self.q, "status": self.status, "tag": self.tag}
+
+    def is_empty(self) -> bool:
+        return not (self.q or self.status or self.tag)
+
+    def apply(self, qs: QuerySet[Contact], project: Project) -> QuerySet[Contact]:
+        if self.q:
+            needle = self.q.lower()
+            if "@" in needle:
+                # Looks like an address: search only the (lower-case) email column.
+                qs = qs.filter(email__contains=needle)
+            else:
+                qs = qs.filter(
+                    Q(email__contains=needle)
+                    | Q(first_name__icontains=self.q)
+                    | Q(last_name__icontains=self.q)
+                )
+        if self.status:
+            qs = qs.filter(status=self.status)
+        if self.tag:
+            tag_ids = Tag.objects.filter(project=project, name=self.tag).values("id")
+            qs = qs.filter(pk__in=ContactTag.objects.filter(tag_id__in=tag_ids).values("contact_id"))
+        return qs
+
+
+def filtered_contacts(project: Project, contact_filter: ContactFilter) -> QuerySet[Contact]:
+    return contact_filter.apply(Contact.objects.filter(project=project), project)
+
+
+# --- single contacts ---------------------------------------------------------------------------
+
+
+def clean_email(raw: str) -> str:
+    try:
+        return normalise_email(raw)
+    except InvalidEmail as e:
+        raise ContactError("email", str(e)) from None
+
+
+def clean_tag_names(names: Iterable[str]) -> list[str]:
+    cleaned: list[str] = []
+    for name in names:
+        name = (name or "").strip()
+        if not name:
+            continue
+        if len(name) > MAX_TAG_LENGTH:
+            raise ContactError("tags", f"tag {name[:20]!r}… is longer than {MAX_TAG_LENGTH} characters.")
+        if name not in cleaned:
+            cleaned.append(name)
+    if len(cleaned) > MAX_TAGS_PER_CONTACT:
+        raise ContactError("tags", f"a contact has at most {MAX_TAGS_PER_CONTACT} tags.")
+    return cleaned
+
+
+def infer_field_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return FieldType.BOOLEAN
+    if isinstance(value, int | float):
+        return FieldType.NUMBER
+    return FieldType.TEXT
+
+
+def clean_data(project: Project, data: Any, *, create_fields: bool) -> dict[str, Any]:
+    """Custom data checked against the project's field definitions.
+
+    Returns {key: stored value or None (None removes the key)}. Unknown keys become new
+    text/number/boolean fields when create_fields is set (the API), else are an error.
+    """
+    if not isinstance(data, dict):
+        raise ContactError("data", "must be an object of field names to values.")
+    definitions = {f.key: f for f in FieldDefinition.objects.filter(project=project, key__in=list(data))}
+    cleaned: dict[str, Any] = {}
+    for key, value in data.items():
+        definition = definitions.get(key)
+        if definition is None:
+            if not create_fields:
+                raise ContactError(f"data.{key}", "there is no such custom field in this project.")
+            definition = create_field(project, key, label=key, field_type=infer_field_type(value))
+        try:
+            cleaned[key] = definition.coerce(value)
+        except ValueError as e:
+            raise ContactError(f"data.{key}", str(e).split(": ", 1)[-1]) from None
+    return cleaned
+
+
+def create_field(project: Project, key: str, label: str, field_type: str) -> FieldDefinition:
+    from django.utils.text import slugify
+
+    if slugify(key).replace("-", "_") != key or not key or len(key) > 64:
+        raise ContactError(
+            f"data.{key}" if key else "key",
+            "a field key uses lower-case letters, digits and _ (at most 64).",
+        )
+    if field_type not in FieldType.values:
+        raise ContactError("type", f"must be one of {FieldType.values}.")
+    definition, _ = FieldDefinition.objects.get_or_create(
+        project=project, key=key, defaults={"label": label[:100] or key, "type": field_type}
+    )
+    return definition
+
+
+def _merge_data(current: dict, changes: dict[str, Any]) -> dict:
+    merged = dict(current)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+@transaction.atomic
+def create_contact(
+    project: Project,
+    email: str,
+    *,
+    first_name: str = "",
+    last_name: str = "",
+    status: str = Status.SUBSCRIBED,
+    data: dict | None = None,
+    tags: Iterable[str] = (),
+    consent_source: str = ConsentSource.MANUAL,
+    consent_ip: str | None = None,
+    create_fields: bool = False,
+) -> Contact:
+    email = clean_email(email)
+    if status not in Status.values:
+        raise ContactError("status", f"must be one of {Status.values}.")
+    tag_names = clean_tag_names(tags)
+    cleaned = clean_data(project, data or {}, create_fields=create_fields)
+    now = timezone.now()
+    contact = Contact(
+        project=project,
+        email=email,
+        first_name=_short("first_name", first_name),
+        last_name=_short("last_name", last_name),
+        status=status,
+        data=_merge_data({}, cleaned),
+        created_at=now,
+        updated_at=now,
+    )
+    if status == Status.SUBSCRIBED:
+        contact.consent_at, contact.consent_source, contact.consent_ip = now, consent_source, consent_ip
+    try:
+        with transaction.atomic():
+            contact.save()
+    except IntegrityError:
+        raise DuplicateContact("email", f"{email} is already a contact of this project.") from None
+    set_tags(contact, tag_names)
+    return contact
+
+
+def _short(field_name: str, value: str | None, limit: int = 100) -> str:
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise ContactError(field_name, f"at most {limit} characters.")
+    if any(c in value for c in "\r\n"):
+        raise ContactError(field_name, "must be a single line.")
+    return value
+
+
+@dataclass
+class ContactChanges:
+    """What update_contact may change; fields left as None stay as they are."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    status: str | None = None
+    status_reason: str = ""
+    data: dict | None = None
+    replace_data: bool = False
+    tags: list[str] | None = None
+
+
+@transaction.atomic
+def update_contact(contact: Contact, changes: ContactChanges, *, create_fields: bool = False) -> Contact:
+    if changes.email is not None:
+        contact.email = clean_email(changes.email)
+    if changes.first_name is not None:
+        contact.first_name = _short("first_name", changes.first_name)
+    if changes.last_name is not None:
+        contact.last_name = _short("last_name", changes.last_name)
+    if changes.status is not None:
+        if changes.status not in Status.values:
+            raise ContactError("status", f"must be one of {Status.values}.")
+        contact.set_status(changes.status, changes.status_reason or "Changed by hand")
+    if changes.data is not None:
+        cleaned = clean_data(contact.project, changes.data, create_fields=create_fields)
+        contact.data = _merge_data({} if changes.replace_data else contact.data, cleaned)
+    contact.updated_at = timezone.now()
+    try:
+        with transaction.atomic():
+            contact.save()
+    except IntegrityError:
+        raise DuplicateContact("email", f"{contact.email} is already another contact.") from None
+    if changes.tags is not None:
+        set_tags(contact, clean_tag_names(changes.tags))
+    return contact
+
+
+def get_or_create_tags(project: Project, names: list[str]) -> list[Tag]:
+    existing = {t.name: t for t in Tag.objects.filter(project=project, name__in=names)}
+    missing = [Tag(project=project, name=n) for n in names if n not in existing]
+    if missing:
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {t.name: t for t in Tag.objects.filter(project=project, name__in=names)}
+    return [existing[n] for n in names]
+
+
+def set_tags(contact: Contact, names: list[str]) -> None:
+    tags = get_or_create_tags(contact.project, names)
+    ContactTag.objects.filter(contact=contact).exclude(tag__in=tags).delete()
+    ContactTag.objects.bulk_create(
+        [ContactTag(contact=contact, tag=t) for t in tags], ignore_conflicts=True
+    )
+
+
+def erase_contact(contact: Contact) -> None:
+    """Delete the contact and everything that hangs off it. There is no undo."""
+    contact.delete()
+
+
+# --- suppression -------------------------------------------------------------------------------
+
+
+def suppress(project: Project, email: str, reason: str = Suppression.Reason.MANUAL, note: str = "") -> Suppression:
+    address = clean_email(email)
+    suppression, _ = Suppression.objects.get_or_create(
+        project=project, email=address, defaults={"reason": reason, "note": note[:200]}
+    )
+    return suppression
+
+
+def unsuppress(suppression: Suppression) -> None:
+    suppression.delete()
+
+
+# --- bulk actions ------------------------------------------------------------------------------
+
+# Contacts handled per transaction by the worker: big enough to be set-based and quick,
+# small enough that a killed worker loses at most a few seconds of work.
+BULK_CHUNK = 2000
+
+
+def validate_bulk(kind: str, tag_name: str) -> str:
+    if kind not in BulkAction.Kind.values:
+        raise ContactError("action", f"must be one of {BulkAction.Kind.values}.")
+    if kind in (BulkAction.Kind.TAG, BulkAction.Kind.UNTAG):
+        names = clean_tag_names([tag_name])
+        if not names:
+            raise ContactError("tag", "name the tag to add or remove.")
+        return names[0]
+    return ""
+
+
+def apply_bulk(project: Project, kind: str, tag_name: str, ids: list[int]) -> int:
+    """Apply one bulk action to contacts by internal id, set-based. Returns how many."""
+    contacts = Contact.objects.filter(project=project, id__in=ids)
+    now = timezone.now()
+    if kind == BulkAction.Kind.DELETE:
+        ContactTag.objects.filter(contact__in=contacts).delete()
+        deleted, per_model = contacts.delete()
+        return per_model.get("contacts.Contact", 0)
+    if kind == BulkAction.Kind.UNSUBSCRIBE:
+        contacts.filter(status=Status.SUBSCRIBED).update(
+            status=Status.UNSUBSCRIBED,
+            status_changed_at=now,
+            status_reason="Bulk unsubscribe",
+            updated_at=now,
+        )
+        return len(ids)
+    (tag,) = get_or_create_tags(project, [tag_name])
+    if kind == BulkAction.Kind.TAG:
+        ContactTag.objects.bulk_create(
+            [ContactTag(contact_id=i, tag=tag) for i in contacts.values_list("id", flat=True)],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+    else:
+        ContactTag.objects.filter(tag=tag, contact__in=contacts).delete()
+    return len(ids)
+
+
+@transaction.atomic
+def bulk_on_selection(project: Project, kind: str, tag_name: str, codes: list[str]) -> int:
+    """A bulk action on contacts picked by hand (one page at most): done in the request."""
+    tag_name = validate_bulk(kind, tag_name)
+    ids = list(Contact.objects.filter(project=project, code__in=codes[:500]).values_list("id", flat=True))
+    return apply_bulk(project, kind, tag_name, ids)
+
+
+def queue_bulk_action(
+    project: Project, kind: str, tag_name: str, contact_filter: ContactFilter, user: User | None
+) -> BulkAction:
+    """A bulk action on every contact matching a filter: a row the worker will run."""
+    tag_name = validate_bulk(kind, tag_name)
+    return BulkAction.objects.create(
+        project=project,
+        kind=kind,
+        tag_name=tag_name,
+        filters=contact_filter.as_dict(),
+        created_by=user,
+    )
+
+
+def claim_bulk_action() -> BulkAction | None:
+    """Claim one pending bulk action, or one whose worker died (lease expired)."""
+    now = timezone.now()
+    candidates = BulkAction.objects.filter(
+        Q(state=BulkAction.State.PENDING)
+        | Q(state=BulkAction.State.RUNNING, lease_until__lt=now)
+    ).order_by("created_at")
+    for action in candidates[:5]:
+        claimed = BulkAction.objects.filter(
+            pk=action.pk, state=action.state, lease_until=action.lease_until
+        ).update(state=BulkAction.State.RUNNING, lease_until=now + BulkAction.LEASE)
+        if claimed == 1:  # else another worker got there first
+            action.refresh_from_db()
+            return action
+    return None
+
+
+def handle_one_bulk_action() -> bool:
+    """Worker step: run one chunk of one bulk action. True when there was work."""
+    action = claim_bulk_action()
+    if action is None:
+        return False
+    try:
+        run_bulk_chunk(action)
+    except Exception as e:
+        log.exception("bulk action %s failed", action.code)
+        BulkAction.objects.filter(pk=action.pk).update(
+            state=BulkAction.State.FAILED, error=str(e)[:500], finished_at=timezone.now()
+        )
+    return True
+
+
+def run_bulk_chunk(action: BulkAction) -> None:
+    contact_filter = ContactFilter.from_dict(action.filters)
+    matching = filtered_contacts(action.project, contact_filter)
+    if action.total is None:
+        action.total = matching.count()
+        action.started_at = timezone.now()
+        BulkAction.objects.filter(pk=action.pk).update(total=action.total, started_at=action.started_at)
+    page = matching.order_by("-id")
+    if action.cursor is not None:
+        page = page.filter(id__lt=action.cursor)
+    ids = list(page.values_list("id", flat=True)[:BULK_CHUNK])
+    with transaction.atomic():
+        if ids:
+            apply_bulk(action.project, action.kind, action.tag_name, ids)
+        done = len(ids) < BULK_CHUNK
+        BulkAction.objects.filter(pk=action.pk).update(
+            cursor=ids[-1] if ids else action.cursor,
+            processed=action.processed + len(ids),
+            state=BulkAction.State.DONE if done else BulkAction.State.RUNNING,
+            finished_at=timezone.now() if done else None,
+            # Renew the lease for the next chunk (any worker may take it).
+            lease_until=None if done else timezone.now(),
+        )

@@ -1,0 +1,39 @@
+"""Email address checks shared by contacts, imports and the API."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+
+class InvalidEmail(ValueError):
+    pass
+
+
+def normalise_email(raw: str) -> str:
+    """The one spelling Postroom stores: trimmed, lower case, IDN domain in Unicode form.
+
+    Raises InvalidEmail with a reason a person can act on. No DNS lookups: this runs per row
+    of an import and per API call, and deliverability is the bounce handler's business.
+    """
+    value = (raw or "").strip()
+    if not value:
+        raise InvalidEmail("The email address is empty.")
+    for separator in (";", ",", "\t", "|"):
+        if separator in value:
+            raise InvalidEmail(
+                f"{value!r} contains {separator!r}: it looks like several values in one field."
+            )
+    try:
+        # strict=True enforces the 64-character limit on the local part.
+        result = validate_email(value, check_deliverability=False, strict=True)
+    except EmailNotValidError as e:
+        raise InvalidEmail(str(e)) from None
+    return result.normalized.lower()
+
+
+def is_valid_email(raw: str) -> bool:
+    try:
+        normalise_email(raw)
+    except InvalidEmail:
+        return False
+    return True

@@ -1,0 +1,120 @@
+"""The checks behind `postroom doctor` and the health page."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta as td
+
+from django.conf import settings
+from django.core import checks as django_checks
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Min
+from django.utils import timezone
+
+from postroom.contacts.models import BulkAction
+from postroom.ops.models import WorkerHeartbeat
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+
+
+@dataclass
+class Result:
+    name: str
+    status: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def check_database() -> Result:
+    try:
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        ms = (time.monotonic() - started) * 1000
+    except Exception as e:
+        return Result("database", ERROR, f"cannot reach the database: {e}")
+    return Result("database", OK, f"{connection.vendor} reachable ({ms:.1f} ms)")
+
+
+def check_migrations() -> Result:
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as e:
+        return Result("migrations", ERROR, f"cannot read migrations: {e}")
+    if plan:
+        return Result("migrations", ERROR, f"{len(plan)} not applied: run `postroom migrate`")
+    return Result("migrations", OK, "all applied")
+
+
+def check_worker() -> Result:
+    try:
+        fresh = list(WorkerHeartbeat.fresh())
+        last = WorkerHeartbeat.objects.order_by("-last_beat_at").first()
+    except Exception as e:
+        return Result("worker", ERROR, f"cannot read heartbeats: {e}")
+    if fresh:
+        names = ", ".join(w.name for w in fresh)
+        return Result("worker", OK, f"{len(fresh)} running ({names})")
+    if last is None:
+        return Result("worker", ERROR, "no worker has ever run: start `postroom worker`")
+    ago = int((timezone.now() - last.last_beat_at).total_seconds())
+    return Result("worker", ERROR, f"no heartbeat for {ago} s (last: {last.name}): start `postroom worker`")
+
+
+def queue_depth() -> dict:
+    """Queued work per queue: how many and how old the oldest is, in seconds."""
+    pending = BulkAction.objects.filter(state__in=[BulkAction.State.PENDING, BulkAction.State.RUNNING])
+    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+    age = int((timezone.now() - oldest).total_seconds()) if oldest else 0
+    return {"bulk_actions": {"count": pending.count(), "oldest_seconds": age}}
+
+
+def check_queues() -> Result:
+    try:
+        depth = queue_depth()
+    except Exception as e:
+        return Result("queues", ERROR, f"cannot read queues: {e}")
+    stuck = {name: q for name, q in depth.items() if q["count"] and q["oldest_seconds"] > 3600}
+    summary = ", ".join(f"{name}: {q['count']} queued" for name, q in depth.items())
+    if stuck:
+        return Result("queues", WARNING, f"{summary}; oldest waiting over an hour")
+    return Result("queues", OK, summary)
+
+
+def check_settings() -> list[Result]:
+    messages = django_checks.run_checks(include_deployment_checks=False)
+    messages = [m for m in messages if m.id and m.id.startswith("postroom.")]
+    if not messages:
+        return [Result("settings", OK, "no problems found")]
+    return [
+        Result(
+            f"settings {m.id}",
+            ERROR if m.level >= django_checks.ERROR else WARNING,
+            f"{m.msg} {m.hint or ''}".strip(),
+        )
+        for m in messages
+    ]
+
+
+def check_sender() -> Result:
+    # Until project senders exist, the one sender is system mail (resets, invitations).
+    if settings.SMTP_URL:
+        return Result("sender", OK, f"system mail via SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+    return Result("sender", WARNING, f"no SMTP relay: system mail is written to {settings.EMAIL_FILE_PATH}")
+
+
+def run_all() -> list[Result]:
+    database = check_database()
+    if database.status == ERROR:
+        return [database]
+    return [database, check_migrations(), check_worker(), check_queues(), check_sender(), *check_settings()]
+
+
+def stale_after() -> td:
+    return td(seconds=settings.WORKER_STALE_AFTER)

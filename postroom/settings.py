@@ -1,0 +1,150 @@
+"""Postroom settings: one flat file, every knob an environment variable.
+
+The defaults run embedded: SQLite in POSTROOM_DATA_DIR, a generated secret key kept beside it,
+system mail written to files. So one can check out the code, `pip install .`, `postroom up`,
+and it works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from postroom.lib.env import envbool, envint, envsecret, envstr, persisted_secret
+from postroom.lib.mailconfig import parse_smtp_url
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(envstr("POSTROOM_DATA_DIR", "data")).resolve()
+
+SECRET_KEY = envsecret("SECRET_KEY") or persisted_secret(DATA_DIR / "secret_key")
+DEBUG = envbool("DEBUG", False)
+SITE_URL = envstr("SITE_URL", "http://localhost:8000").rstrip("/")
+SITE_NAME = envstr("SITE_NAME", "Postroom")
+ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "*").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [SITE_URL] + [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Only trust X-Forwarded-For when a proxy we run sets it (used for login throttling).
+USE_X_FORWARDED_FOR = envbool("USE_X_FORWARDED_FOR", False)
+REGISTRATION_OPEN = envbool("REGISTRATION_OPEN", False)
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "postroom.accounts",
+    "postroom.contacts",
+    "postroom.ops",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "postroom.urls"
+WSGI_APPLICATION = "postroom.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "postroom.accounts.context_processors.projects",
+            ]
+        },
+    }
+]
+
+# Default database engine is SQLite, so one can just install and `postroom up`.
+# DATABASE_URL=postgres://user@host:5432/name selects PostgreSQL.
+DATABASE_URL = envstr("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "postroom.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
+                # BEGIN so two writers queue on the busy timeout instead of deadlocking.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Failed logins allowed per address and per client IP in LOGIN_THROTTLE_WINDOW seconds.
+LOGIN_THROTTLE_PER_EMAIL = envint("LOGIN_THROTTLE_PER_EMAIL", 5)
+LOGIN_THROTTLE_PER_IP = envint("LOGIN_THROTTLE_PER_IP", 30)
+LOGIN_THROTTLE_WINDOW = envint("LOGIN_THROTTLE_WINDOW", 900)
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+# Serve static files straight from the installed package: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# System mail (password resets, invitations). Campaign mail goes through senders, not this.
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Postroom <postroom@localhost>")
+SMTP_URL = envsecret("POSTROOM_SMTP_URL")
+if SMTP_URL:
+    globals().update(parse_smtp_url(SMTP_URL))
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = DATA_DIR / "mail"
+
+# The worker writes a heartbeat this often; doctor and the health page call it stale after
+# WORKER_STALE_AFTER seconds without one.
+WORKER_HEARTBEAT_INTERVAL = envint("WORKER_HEARTBEAT_INTERVAL", 10)
+WORKER_STALE_AFTER = envint("WORKER_STALE_AFTER", 60)
+WEB_WORKERS = envint("WEB_WORKERS", 2)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
