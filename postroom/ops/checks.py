@@ -39,7 +39,7 @@ def check_data_dir(app_configs, **kwargs) -> list:
     return []
 
 
-@register()
+@register(deploy=True)
 def check_system_mail(app_configs, **kwargs) -> list:
     if not settings.SMTP_URL:
         return [

@@ -88,8 +88,9 @@ def check_queues() -> Result:
 
 
 def check_settings() -> list[Result]:
-    messages = django_checks.run_checks(include_deployment_checks=False)
-    messages = [m for m in messages if m.id and m.id.startswith("postroom.")]
+    messages = django_checks.run_checks(include_deployment_checks=True)
+    # Our own checks only; W001 (no SMTP) is reported by check_sender.
+    messages = [m for m in messages if m.id and m.id.startswith("postroom.") and m.id != "postroom.W001"]
     if not messages:
         return [Result("settings", OK, "no problems found")]
     return [
