@@ -1,1 +1,20 @@
-urlpatterns = []
+from django.urls import include, path
+
+from postroom.accounts import urls as accounts_urls
+from postroom.api import api
+from postroom.contacts import urls as contacts_urls
+from postroom.ops import urls as ops_urls
+
+# Everything under /p/<project>/ is resolved to request.project by accounts.project_view.
+project_urlpatterns = [
+    *ops_urls.project_urlpatterns,
+    *accounts_urls.project_urlpatterns,
+    *contacts_urls.project_urlpatterns,
+]
+
+urlpatterns = [
+    path("api/", api.urls),
+    path("p/<uuid:project_code>/", include(project_urlpatterns)),
+    *ops_urls.urlpatterns,
+    *accounts_urls.urlpatterns,
+]

@@ -19,6 +19,9 @@ def web_command(host: str, port: int, workers: int) -> list[str]:
     return [
         granian, "--interface", "wsgi", "postroom.wsgi:application",
         "--host", host, "--port", str(port), "--workers", str(workers),
+        # A few Python threads per process: enough to overlap database waits without
+        # hundreds of threads fighting over the GIL on a small machine.
+        "--blocking-threads", os.environ.get("WEB_THREADS", "4"),
         "--no-ws", "--log-level", "warning",
     ]
 

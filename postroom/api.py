@@ -1,0 +1,78 @@
+"""The REST API: every app's router mounted under /api/v1/, docs at /api/docs.
+
+Errors are always JSON: {"success": false, "code": ..., "message": ..., "errors": [{field, message}]}.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from postroom.accounts.api import router as accounts_router
+from postroom.contacts.api import contacts_router, segments_router
+from postroom.lib.apierrors import ApiError
+
+log = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="Postroom API",
+    version="1",
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    description="Authenticate with `Authorization: Bearer sk_...` (secret key). "
+    "The public key `pk_...` works only where an endpoint says so.",
+)
+api.add_router("/v1/", accounts_router)
+api.add_router("/v1/contacts", contacts_router)
+api.add_router("/v1/segments", segments_router)
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 422: "invalid", 429: "rate_limited"}
+
+
+def error_response(request: HttpRequest, status: int, message: str, errors: list | None = None) -> HttpResponse:
+    body = {"success": False, "code": CODES.get(status, "error"), "message": message, "errors": errors or []}
+    return api.create_response(request, body, status=status)
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else []
+    return error_response(request, exc.status, exc.full_message, errors)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = []
+    for e in exc.errors:
+        loc = [str(p) for p in e.get("loc", []) if p not in ("body", "payload", "query", "path")]
+        errors.append({"field": ".".join(loc) or "body", "message": e.get("msg", "invalid")})
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return error_response(request, 422, f"Invalid request: {summary}", errors)
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(
+        request, 401, "Missing or invalid API key: send the header Authorization: Bearer sk_..."
+    )
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error_response(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, str(exc) or "Not found.")
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("API error on %s %s", request.method, request.path)
+    return error_response(request, 500, "Internal error; it has been logged.")

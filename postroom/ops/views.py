@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import datetime as dt
+from datetime import timedelta as td
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from postroom.accounts.decorators import project_view
+from postroom.contacts.models import Contact, Segment, Status
+from postroom.ops import health
+from postroom.ops.models import WorkerHeartbeat
+
+
+@project_view
+def overview(request: HttpRequest) -> HttpResponse:
+    contacts = Contact.objects.filter(project=request.project)
+    now = timezone.now()
+    figures = contacts.aggregate(
+        total=Count("id"),
+        **{s: Count("id", filter=Q(status=s)) for s in Status.values},
+        last_7_days=Count("id", filter=Q(created_at__gte=now - td(days=7))),
+        last_30_days=Count("id", filter=Q(created_at__gte=now - td(days=30))),
+    )
+    context = {
+        "figures": figures,
+        "statuses": [(label, figures[value], value) for value, label in Status.choices],
+        "segment_count": Segment.objects.filter(project=request.project).count(),
+        "growth": _daily_growth(contacts, days=30),
+    }
+    return render(request, "ops/overview.html", context)
+
+
+def _daily_growth(contacts, days: int) -> list[dict]:
+    """New contacts per day over the last `days` days, for the overview's bar chart."""
+    from django.db.models.functions import TruncDate
+
+    since = (timezone.now() - td(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        contacts.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+    )
+    by_day = {r["day"]: r["n"] for r in rows}
+    start = since.date()
+    series = [{"day": start + dt.timedelta(days=i), "n": by_day.get(start + dt.timedelta(days=i), 0)} for i in range(days)]
+    peak = max((d["n"] for d in series), default=0) or 1
+    for d in series:
+        d["height"] = round(d["n"] * 100 / peak)
+    return series
+
+
+def _health_context() -> dict:
+    results = health.run_all()
+    try:
+        workers = list(WorkerHeartbeat.objects.order_by("-last_beat_at")[:20])
+        depth = health.queue_depth()
+    except Exception:
+        workers, depth = [], {}
+    return {
+        "results": results,
+        "healthy": all(r.status != health.ERROR for r in results),
+        "workers": workers,
+        "depth": depth,
+        "now": timezone.now(),
+    }
+
+
+@login_required
+def health_page(request: HttpRequest) -> HttpResponse:
+    context = _health_context()
+    template = "ops/_health_body.html" if request.htmx else "ops/health.html"
+    response = render(request, template, context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def health_json(request: HttpRequest) -> JsonResponse:
+    """For load balancers and monitors: 200 when healthy, 503 when any check is an error."""
+    results = health.run_all()
+    healthy = all(r.status != health.ERROR for r in results)
+    body = {"healthy": healthy, "checks": [r.__dict__ for r in results]}
+    response = JsonResponse(body, status=200 if healthy else 503)
+    response["Cache-Control"] = "no-store"
+    return response

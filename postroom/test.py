@@ -1,0 +1,55 @@
+"""Shared test personas, as in healthchecks' hc/test.py.
+
+alice owns `project`; bob is a member of it; charlie is an outsider with a project of his own,
+whose objects every test of tenancy tries to reach from alice's side (and the reverse).
+"""
+
+from __future__ import annotations
+
+from django.test import TestCase
+
+from postroom.accounts.actions import create_project
+from postroom.accounts.models import Membership, Project, Role, User
+from postroom.contacts.actions import create_contact
+from postroom.contacts.models import Contact
+
+PASSWORD = "correct horse battery staple"
+
+
+class BaseTestCase(TestCase):
+    alice: User
+    bob: User
+    charlie: User
+    project: Project
+    charlies_project: Project
+    secret_key: str
+    charlies_secret_key: str
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = User.objects.create_user("alice@example.org", PASSWORD, name="Alice")
+        self.project, self.secret_key = create_project("Alice's project", self.alice)
+        self.bob = User.objects.create_user("bob@example.org", PASSWORD, name="Bob")
+        Membership.objects.create(project=self.project, user=self.bob, role=Role.MEMBER)
+        self.charlie = User.objects.create_user("charlie@example.org", PASSWORD, name="Charlie")
+        self.charlies_project, self.charlies_secret_key = create_project("Charlie's", self.charlie)
+
+    def login(self, user: User | None = None) -> None:
+        self.client.force_login(user or self.alice)
+
+    def url(self, path: str = "", project: Project | None = None) -> str:
+        """A dashboard URL inside a project: url("contacts/") -> /p/<code>/contacts/."""
+        return f"/p/{(project or self.project).code}/{path}"
+
+    def make_contact(self, email: str = "ann@example.com", project: Project | None = None, **kw) -> Contact:
+        return create_contact(project or self.project, email, **kw)
+
+    def api(self, method: str, path: str, data: object = None, key: str | None = None, **extra):
+        """Call /api/v1/<path> with a bearer key (alice's secret key by default)."""
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {key or self.secret_key}", **extra}
+        call = getattr(self.client, method.lower())
+        if data is None:
+            return call(f"/api/v1/{path}", **headers)
+        if method.upper() == "GET":
+            return call(f"/api/v1/{path}", data, **headers)
+        return call(f"/api/v1/{path}", data, content_type="application/json", **headers)
