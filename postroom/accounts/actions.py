@@ -21,13 +21,14 @@ from postroom.accounts.models import (
     User,
     hash_key,
     new_public_key,
+    one_line,
 )
 
 
 @transaction.atomic
 def create_project(name: str, owner: User) -> tuple[Project, str]:
     """A project, its owner's membership, and a first secret key (returned raw, once)."""
-    project = Project.objects.create(name=name.strip()[:100])
+    project = Project.objects.create(name=one_line(name)[:100])
     Membership.objects.create(project=project, user=owner, role=Role.OWNER)
     _, raw = create_secret_key(project, "Default", created_by=owner)
     return project, raw
@@ -38,7 +39,7 @@ def create_secret_key(project: Project, name: str, created_by: User | None) -> t
     raw = "sk_" + secrets.token_hex(24)
     key = ApiKey.objects.create(
         project=project,
-        name=name.strip()[:100] or "Key",
+        name=one_line(name)[:100] or "Key",
         key_hash=hash_key(raw),
         prefix=raw[:10],
         created_by=created_by,

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from postroom.accounts.models import Role, User
+from postroom.accounts.models import Role, User, one_line
 
 
 def client_ip(request) -> str | None:
@@ -44,6 +44,12 @@ class ThrottledLoginForm(AuthenticationForm):
 
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=100, strip=True)
+
+    def clean_name(self) -> str:
+        name = one_line(self.cleaned_data["name"])
+        if not name:
+            raise forms.ValidationError("The name is required.")
+        return name
 
 
 class InviteForm(forms.Form):

@@ -13,7 +13,17 @@ from django.db import models
 from django.utils import timezone
 
 
+def one_line(text: str) -> str:
+    """Collapse all whitespace (CR and LF included) to single spaces: for names that may end
+    up in mail headers."""
+    return " ".join((text or "").split())
+
+
 class UserManager(BaseUserManager):
+    def get_by_natural_key(self, username: str) -> User:
+        # Addresses are stored lower case; people type them however they like.
+        return self.get(email=(username or "").strip().lower())
+
     def create_user(self, email: str, password: str | None = None, **extra) -> User:
         user = self.model(email=self.normalize_email(email).lower(), **extra)
         user.set_password(password)

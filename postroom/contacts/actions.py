@@ -377,6 +377,7 @@ def claim_bulk_action() -> BulkAction | None:
     candidates = BulkAction.objects.filter(
         Q(state=BulkAction.State.PENDING)
         | Q(state=BulkAction.State.RUNNING, lease_until__lt=now)
+        | Q(state=BulkAction.State.RUNNING, lease_until=None)
     ).order_by("created_at")
     for action in candidates[:5]:
         claimed = BulkAction.objects.filter(
