@@ -1,6 +1,7 @@
 """The REST API: every app's router mounted under /api/v1/, docs at /api/docs.
 
-Errors are always JSON: {"success": false, "code": ..., "message": ..., "errors": [{field, message}]}.
+Errors are always JSON:
+    {"success": false, "code": ..., "message": ..., "errors": [{"field": ..., "message": ...}]}
 """
 
 from __future__ import annotations
@@ -30,12 +31,27 @@ api.add_router("/v1/", accounts_router)
 api.add_router("/v1/contacts", contacts_router)
 api.add_router("/v1/segments", segments_router)
 
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 422: "invalid", 429: "rate_limited"}
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    429: "rate_limited",
+}
 
 
-def error_response(request: HttpRequest, status: int, message: str, errors: list | None = None) -> HttpResponse:
-    body = {"success": False, "code": CODES.get(status, "error"), "message": message, "errors": errors or []}
+def error_response(
+    request: HttpRequest, status: int, message: str, errors: list | None = None
+) -> HttpResponse:
+    body = {
+        "success": False,
+        "code": CODES.get(status, "error"),
+        "message": message,
+        "errors": errors or [],
+    }
     return api.create_response(request, body, status=status)
 
 

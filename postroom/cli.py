@@ -1,6 +1,6 @@
 """The `postroom` command: Django's management commands under one name.
 
-    postroom up | web | worker | migrate | createadmin | project create | doctor | ...
+postroom up | web | worker | migrate | createadmin | project create | doctor | ...
 """
 
 from __future__ import annotations

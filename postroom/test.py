@@ -41,7 +41,9 @@ class BaseTestCase(TestCase):
         """A dashboard URL inside a project: url("contacts/") -> /p/<code>/contacts/."""
         return f"/p/{(project or self.project).code}/{path}"
 
-    def make_contact(self, email: str = "ann@example.com", project: Project | None = None, **kw) -> Contact:
+    def make_contact(
+        self, email: str = "ann@example.com", project: Project | None = None, **kw
+    ) -> Contact:
         return create_contact(project or self.project, email, **kw)
 
     def api(self, method: str, path: str, data: object = None, key: str | None = None, **extra):

@@ -109,7 +109,9 @@ def login_blocked_for(email: str, ip: str | None) -> int:
         checks.append((LoginFailure.objects.filter(ip=ip), settings.LOGIN_THROTTLE_PER_IP))
     wait = 0
     for failures, limit in checks:
-        recent = list(failures.filter(at__gte=since).order_by("-at").values_list("at", flat=True)[:limit])
+        recent = list(
+            failures.filter(at__gte=since).order_by("-at").values_list("at", flat=True)[:limit]
+        )
         if len(recent) >= limit:
             # Blocked until the oldest of the last `limit` failures leaves the window.
             wait = max(wait, int((recent[-1] + window - timezone.now()).total_seconds()) + 1)

@@ -1,6 +1,6 @@
 """Accounts API.
 
-    GET /api/v1/project   the project of the key in use
+GET /api/v1/project   the project of the key in use
 """
 
 from __future__ import annotations

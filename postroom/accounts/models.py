@@ -95,6 +95,9 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["project", "user"], name="accounts_membership_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.project_id} as {self.role}"
+
     def can_manage(self) -> bool:
         """Owners and admins manage members, invitations, keys and project settings."""
         return self.role in (Role.OWNER, Role.ADMIN)
@@ -112,6 +115,9 @@ class Invitation(models.Model):
     accepted_at = models.DateTimeField(null=True, blank=True)
 
     VALID_FOR = td(days=7)
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email}"
 
     def is_pending(self) -> bool:
         return self.accepted_at is None and timezone.now() < self.created_at + self.VALID_FOR
@@ -168,3 +174,6 @@ class LoginFailure(models.Model):
             models.Index(fields=["email", "at"], name="accounts_loginfail_email"),
             models.Index(fields=["ip", "at"], name="accounts_loginfail_ip"),
         ]
+
+    def __str__(self) -> str:
+        return f"failed login for {self.email}"

@@ -120,7 +120,9 @@ def invite(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         for field, errors in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errors)}")
-    elif request.project.memberships.filter(user__email=form.cleaned_data["email"].lower()).exists():
+    elif request.project.memberships.filter(
+        user__email=form.cleaned_data["email"].lower()
+    ).exists():
         messages.error(request, f"{form.cleaned_data['email']} is already a member.")
     else:
         actions.invite_member(
@@ -178,7 +180,9 @@ def remove_member(request: HttpRequest, membership_id: int) -> HttpResponse:
         raise PermissionDenied("Only owners and admins can remove members.")
     member = _get_member(request, membership_id)
     if _is_last_owner(member):
-        messages.error(request, "A project needs at least one owner: make someone else owner first.")
+        messages.error(
+            request, "A project needs at least one owner: make someone else owner first."
+        )
         return redirect("project_settings", project_code=request.project.code)
     member.delete()
     if leaving:
@@ -203,7 +207,9 @@ def accept_invite(request: HttpRequest, token: str) -> HttpResponse:
     form = SignupForm(request.POST or None, initial={"email": invitation.email})
     if request.method == "POST" and form.is_valid():
         user = User.objects.create_user(
-            form.cleaned_data["email"], form.cleaned_data["password"], name=form.cleaned_data["name"]
+            form.cleaned_data["email"],
+            form.cleaned_data["password"],
+            name=form.cleaned_data["name"],
         )
         login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
         actions.accept_invitation(invitation, user)
@@ -217,7 +223,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = User.objects.create_user(
-            form.cleaned_data["email"], form.cleaned_data["password"], name=form.cleaned_data["name"]
+            form.cleaned_data["email"],
+            form.cleaned_data["password"],
+            name=form.cleaned_data["name"],
         )
         login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
         return redirect("projects")

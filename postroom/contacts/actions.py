@@ -22,6 +22,7 @@ from postroom.contacts.models import (
     Status,
     Suppression,
     Tag,
+    tagged_with,
 )
 from postroom.lib.emails import InvalidEmail, normalise_email
 
@@ -85,8 +86,7 @@ class ContactFilter:
         if self.status:
             qs = qs.filter(status=self.status)
         if self.tag:
-            tag_ids = Tag.objects.filter(project=project, name=self.tag).values("id")
-            qs = qs.filter(pk__in=ContactTag.objects.filter(tag_id__in=tag_ids).values("contact_id"))
+            qs = qs.filter(tagged_with(project, self.tag))
         return qs
 
 
@@ -111,7 +111,9 @@ def clean_tag_names(names: Iterable[str]) -> list[str]:
         if not name:
             continue
         if len(name) > MAX_TAG_LENGTH:
-            raise ContactError("tags", f"tag {name[:20]!r}… is longer than {MAX_TAG_LENGTH} characters.")
+            raise ContactError(
+                "tags", f"tag {name[:20]!r}… is longer than {MAX_TAG_LENGTH} characters."
+            )
         if name not in cleaned:
             cleaned.append(name)
     if len(cleaned) > MAX_TAGS_PER_CONTACT:
@@ -135,7 +137,9 @@ def clean_data(project: Project, data: Any, *, create_fields: bool) -> dict[str,
     """
     if not isinstance(data, dict):
         raise ContactError("data", "must be an object of field names to values.")
-    definitions = {f.key: f for f in FieldDefinition.objects.filter(project=project, key__in=list(data))}
+    definitions = {
+        f.key: f for f in FieldDefinition.objects.filter(project=project, key__in=list(data))
+    }
     cleaned: dict[str, Any] = {}
     for key, value in data.items():
         definition = definitions.get(key)
@@ -207,7 +211,11 @@ def create_contact(
         updated_at=now,
     )
     if status == Status.SUBSCRIBED:
-        contact.consent_at, contact.consent_source, contact.consent_ip = now, consent_source, consent_ip
+        contact.consent_at, contact.consent_source, contact.consent_ip = (
+            now,
+            consent_source,
+            consent_ip,
+        )
     try:
         with transaction.atomic():
             contact.save()
@@ -241,7 +249,9 @@ class ContactChanges:
 
 
 @transaction.atomic
-def update_contact(contact: Contact, changes: ContactChanges, *, create_fields: bool = False) -> Contact:
+def update_contact(
+    contact: Contact, changes: ContactChanges, *, create_fields: bool = False
+) -> Contact:
     if changes.email is not None:
         contact.email = clean_email(changes.email)
     if changes.first_name is not None:
@@ -291,7 +301,9 @@ def erase_contact(contact: Contact) -> None:
 # --- suppression -------------------------------------------------------------------------------
 
 
-def suppress(project: Project, email: str, reason: str = Suppression.Reason.MANUAL, note: str = "") -> Suppression:
+def suppress(
+    project: Project, email: str, reason: str = Suppression.Reason.MANUAL, note: str = ""
+) -> Suppression:
     address = clean_email(email)
     suppression, _ = Suppression.objects.get_or_create(
         project=project, email=address, defaults={"reason": reason, "note": note[:200]}
@@ -353,7 +365,9 @@ def apply_bulk(project: Project, kind: str, tag_name: str, ids: list[int]) -> in
 def bulk_on_selection(project: Project, kind: str, tag_name: str, codes: list[str]) -> int:
     """A bulk action on contacts picked by hand (one page at most): done in the request."""
     tag_name = validate_bulk(kind, tag_name)
-    ids = list(Contact.objects.filter(project=project, code__in=codes[:500]).values_list("id", flat=True))
+    ids = list(
+        Contact.objects.filter(project=project, code__in=codes[:500]).values_list("id", flat=True)
+    )
     return apply_bulk(project, kind, tag_name, ids)
 
 
@@ -410,7 +424,9 @@ def run_bulk_chunk(action: BulkAction) -> None:
     if action.total is None:
         action.total = matching.count()
         action.started_at = timezone.now()
-        BulkAction.objects.filter(pk=action.pk).update(total=action.total, started_at=action.started_at)
+        BulkAction.objects.filter(pk=action.pk).update(
+            total=action.total, started_at=action.started_at
+        )
     page = matching.order_by("-id")
     if action.cursor is not None:
         page = page.filter(id__lt=action.cursor)

@@ -1,16 +1,16 @@
 """Contacts and segments API (secret key).
 
-    GET    /api/v1/contacts                  keyset pages: ?limit=&cursor=&q=&status=&tag=
-    POST   /api/v1/contacts                  create
-    GET    /api/v1/contacts/{id}             one contact
-    PATCH  /api/v1/contacts/{id}             change some fields (data keys merged)
-    DELETE /api/v1/contacts/{id}             erase
-    GET    /api/v1/segments                  all segments
-    POST   /api/v1/segments                  create (rules validated, errors name the rule)
-    GET    /api/v1/segments/{id}             one segment
-    PATCH  /api/v1/segments/{id}             rename or change rules
-    DELETE /api/v1/segments/{id}             delete
-    GET    /api/v1/segments/{id}/count       {"total": N, "subscribed": M}
+GET    /api/v1/contacts                  keyset pages: ?limit=&cursor=&q=&status=&tag=
+POST   /api/v1/contacts                  create
+GET    /api/v1/contacts/{id}             one contact
+PATCH  /api/v1/contacts/{id}             change some fields (data keys merged)
+DELETE /api/v1/contacts/{id}             erase
+GET    /api/v1/segments                  all segments
+POST   /api/v1/segments                  create (rules validated, errors name the rule)
+GET    /api/v1/segments/{id}             one segment
+PATCH  /api/v1/segments/{id}             rename or change rules
+DELETE /api/v1/segments/{id}             delete
+GET    /api/v1/segments/{id}/count       {"total": N, "subscribed": M}
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 from ninja import Query, Router, Schema
+from ninja import Status as Reply
 
 from postroom.accounts.auth import secret_key_auth
 from postroom.contacts import actions, rules
@@ -52,14 +53,18 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 
 
 def _get_contact(request: HttpRequest, contact_id: str) -> Contact:
-    contact = Contact.objects.filter(project=request.auth, code=_uuid(contact_id, "contact")).first()
+    contact = Contact.objects.filter(
+        project=request.auth, code=_uuid(contact_id, "contact")
+    ).first()
     if contact is None:
         raise Http404("No such contact.")
     return contact
 
 
 def _get_segment(request: HttpRequest, segment_id: str) -> Segment:
-    segment = Segment.objects.filter(project=request.auth, code=_uuid(segment_id, "segment")).first()
+    segment = Segment.objects.filter(
+        project=request.auth, code=_uuid(segment_id, "segment")
+    ).first()
     if segment is None:
         raise Http404("No such segment.")
     return segment
@@ -77,7 +82,11 @@ def contact_out(contact: Contact, tags: list[str] | None = None) -> dict:
         "status_reason": contact.status_reason,
         "data": contact.data,
         "tags": tags if tags is not None else [t.name for t in contact.tags.all()],
-        "consent": {"at": contact.consent_at, "source": contact.consent_source, "ip": contact.consent_ip},
+        "consent": {
+            "at": contact.consent_at,
+            "source": contact.consent_source,
+            "ip": contact.consent_ip,
+        },
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
     }
@@ -108,7 +117,7 @@ def list_contacts(request: HttpRequest, query: Query[ContactQuery]) -> dict:
 
 
 @contacts_router.post("", response={201: ContactOut})
-def create_contact(request: HttpRequest, body: ContactIn) -> tuple[int, dict]:
+def create_contact(request: HttpRequest, body: ContactIn) -> Reply:
     try:
         contact = actions.create_contact(
             request.auth,
@@ -123,7 +132,7 @@ def create_contact(request: HttpRequest, body: ContactIn) -> tuple[int, dict]:
         )
     except ContactError as e:
         raise _contact_error(e) from None
-    return 201, contact_out(contact)
+    return Reply(201, contact_out(contact))
 
 
 @contacts_router.get("/{contact_id}", response=ContactOut)
@@ -171,14 +180,16 @@ def _clean_rules(request: HttpRequest, tree: dict) -> dict:
 
 @segments_router.get("", response=list[SegmentOut])
 def list_segments(request: HttpRequest) -> list[dict]:
-    return [segment_out(s) for s in Segment.objects.filter(project=request.auth).order_by("name")[:1000]]
+    return [
+        segment_out(s) for s in Segment.objects.filter(project=request.auth).order_by("name")[:1000]
+    ]
 
 
 @segments_router.post("", response={201: SegmentOut})
-def create_segment(request: HttpRequest, body: SegmentIn) -> tuple[int, dict]:
+def create_segment(request: HttpRequest, body: SegmentIn) -> Reply:
     tree = _clean_rules(request, body.rules)
     segment = Segment.objects.create(project=request.auth, name=body.name.strip(), rules=tree)
-    return 201, segment_out(segment)
+    return Reply(201, segment_out(segment))
 
 
 @segments_router.get("/{segment_id}", response=SegmentOut)
@@ -209,7 +220,12 @@ def delete_segment(request: HttpRequest, segment_id: str) -> dict:
 @segments_router.get("/{segment_id}/count", response=CountOut)
 def count_segment(request: HttpRequest, segment_id: str) -> dict:
     segment = _get_segment(request, segment_id)
-    matching = rules.segment_contacts(request.auth, rules.clean_tree(segment.rules, request.auth))
+    try:
+        tree = rules.clean_tree(segment.rules, request.auth)
+    except rules.RuleError as e:
+        # Saved rules can go stale, e.g. when a custom field they use is removed.
+        raise ApiError(409, f"The segment's rules no longer hold: {e}", "rules") from None
+    matching = rules.segment_contacts(request.auth, tree)
     return matching.aggregate(
         total=Count("id"), subscribed=Count("id", filter=Q(status=Status.SUBSCRIBED))
     )

@@ -24,9 +24,13 @@ class ContactForm(forms.Form):
     def field_for(d: FieldDefinition) -> forms.Field:
         label = f"{d.label} ({d.key})" if d.label != d.key else d.key
         if d.type == FieldType.NUMBER:
-            return forms.CharField(label=label, required=False, widget=forms.TextInput(attrs={"inputmode": "decimal"}))
+            return forms.CharField(
+                label=label, required=False, widget=forms.TextInput(attrs={"inputmode": "decimal"})
+            )
         if d.type == FieldType.DATE:
-            return forms.CharField(label=label, required=False, widget=forms.DateInput(attrs={"type": "date"}))
+            return forms.CharField(
+                label=label, required=False, widget=forms.DateInput(attrs={"type": "date"})
+            )
         if d.type == FieldType.BOOLEAN:
             return forms.ChoiceField(
                 label=label, required=False, choices=[("", "—"), ("yes", "Yes"), ("no", "No")]

@@ -41,6 +41,17 @@ class Tag(models.Model):
         return self.name
 
 
+def tagged_with(project: Project, name: str) -> models.Q:
+    """Contacts of `project` carrying tag `name`, as a filter.
+
+    The tag is looked up first so the query holds a literal tag id: PostgreSQL then knows from
+    its statistics how common the tag is (bench/contacts.py: 395 -> 235 ms at 1M contacts)."""
+    tag_id = Tag.objects.filter(project=project, name=name).values_list("id", flat=True).first()
+    if tag_id is None:
+        return models.Q(pk__in=[])
+    return models.Q(pk__in=ContactTag.objects.filter(tag_id=tag_id).values("contact_id"))
+
+
 class Contact(models.Model):
     # Not indexed alone: the composite indexes below all start with project.
     project = models.ForeignKey(Project, models.CASCADE, related_name="contacts", db_index=False)
@@ -101,6 +112,9 @@ class ContactTag(models.Model):
             models.UniqueConstraint(fields=["tag", "contact"], name="contacts_contacttag_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id} tagged {self.tag_id}"
+
 
 class FieldType(models.TextChoices):
     TEXT = "text", "Text"
@@ -148,7 +162,9 @@ class FieldDefinition(models.Model):
             try:
                 return dt.date.fromisoformat(str(value).strip()[:10]).isoformat()
             except ValueError:
-                raise ValueError(f"{self.key}: expected a date as YYYY-MM-DD, got {value!r}.") from None
+                raise ValueError(
+                    f"{self.key}: expected a date as YYYY-MM-DD, got {value!r}."
+                ) from None
         if self.type == FieldType.BOOLEAN:
             if isinstance(value, bool):
                 return value
@@ -183,6 +199,9 @@ class Suppression(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "email"], name="contacts_suppression_email")
         ]
+
+    def __str__(self) -> str:
+        return self.email
 
 
 class Segment(models.Model):
@@ -245,6 +264,9 @@ class BulkAction(models.Model):
             # Claimed by the worker step contacts.actions.handle_one_bulk_action.
             models.Index(fields=["state", "lease_until"], name="contacts_bulk_queue"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.state})"
 
     def is_finished(self) -> bool:
         return self.state in (self.State.DONE, self.State.FAILED)

@@ -26,7 +26,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from postroom.accounts.models import Project
-from postroom.contacts.models import Contact, ContactTag, FieldDefinition, FieldType, Status, Tag
+from postroom.contacts.models import (
+    Contact,
+    FieldDefinition,
+    FieldType,
+    Status,
+    Tag,
+    tagged_with,
+)
 
 MAX_DEPTH = 4
 MAX_RULES = 100
@@ -109,7 +116,9 @@ class ConditionKind(ABC):
         ops = self.operators_for(rule, ctx, path)
         op = rule.get("op")
         if op not in ops:
-            raise RuleError(path, f"unknown operator {op!r} for {self.label}; use one of {list(ops)}.")
+            raise RuleError(
+                path, f"unknown operator {op!r} for {self.label}; use one of {list(ops)}."
+            )
         cleaned = {"kind": self.kind, "op": op}
         if ops[op][1]:
             cleaned["value"] = self.clean_value(rule, op, rule.get("value"), ctx, path)
@@ -159,8 +168,12 @@ class EmailKind(TextColumn):
         if rule.get("value") is not None:
             rule = {**rule, "value": rule["value"].lower()}
         c, op, v = self.column, rule["op"], rule.get("value")
-        plain = {"equals": "exact", "contains": "contains", "starts_with": "startswith",
-                 "ends_with": "endswith"}
+        plain = {
+            "equals": "exact",
+            "contains": "contains",
+            "starts_with": "startswith",
+            "ends_with": "endswith",
+        }
         negated = {"not_equals": "exact", "not_contains": "contains"}
         if op in plain:
             return Q(**{f"{c}__{plain[op]}": v})
@@ -221,9 +234,7 @@ class TagKind(ConditionKind):
     operators = {"has": ("has tag", True), "has_not": ("does not have tag", True)}
 
     def to_q(self, rule: dict, ctx: Context) -> Q:
-        tag_ids = Tag.objects.filter(project=ctx.project, name=rule["value"]).values("id")
-        tagged = ContactTag.objects.filter(tag_id__in=tag_ids).values("contact_id")
-        q = Q(pk__in=tagged)
+        q = tagged_with(ctx.project, rule["value"])
         return q if rule["op"] == "has" else ~q
 
 
@@ -318,9 +329,14 @@ class CustomFieldKind(ConditionKind):
             return has & ~Q(**{f: ""})
         if op == "not_exists":
             return ~has | Q(**{f: ""})
-        lookup = {"equals": "iexact", "not_equals": "iexact", "contains": "icontains",
-                  "not_contains": "icontains", "starts_with": "istartswith",
-                  "ends_with": "iendswith"}[op]
+        lookup = {
+            "equals": "iexact",
+            "not_equals": "iexact",
+            "contains": "icontains",
+            "not_contains": "icontains",
+            "starts_with": "istartswith",
+            "ends_with": "iendswith",
+        }[op]
         q = Q(**{f"{f}__{lookup}": v})
         return ~has | (has & ~q) if op.startswith("not_") else q
 
@@ -332,8 +348,15 @@ def register(kind: ConditionKind) -> None:
     CONDITION_KINDS[kind.kind] = kind
 
 
-for _kind in (EmailKind(), FirstNameKind(), LastNameKind(), StatusKind(), CreatedKind(),
-              TagKind(), CustomFieldKind()):
+for _kind in (
+    EmailKind(),
+    FirstNameKind(),
+    LastNameKind(),
+    StatusKind(),
+    CreatedKind(),
+    TagKind(),
+    CustomFieldKind(),
+):
     register(_kind)
 
 
@@ -380,7 +403,9 @@ def _clean_condition(rule: Any, ctx: Context, path: str) -> dict:
         raise RuleError(path, "a rule must be an object with 'kind' and 'op'.")
     kind = CONDITION_KINDS.get(rule.get("kind"))
     if kind is None:
-        raise RuleError(path, f"unknown kind {rule.get('kind')!r}; use one of {list(CONDITION_KINDS)}.")
+        raise RuleError(
+            path, f"unknown kind {rule.get('kind')!r}; use one of {list(CONDITION_KINDS)}."
+        )
     return kind.clean(rule, ctx, path)
 
 
@@ -418,8 +443,9 @@ def editor_schema(project: Project) -> dict:
     return {
         "kinds": kinds,
         "fields": {f.key: {"label": f.label, "type": f.type} for f in fields},
-        "field_operators": {t: {op: list(v) for op, v in ops.items()}
-                            for t, ops in FIELD_OPERATORS.items()},
+        "field_operators": {
+            t: {op: list(v) for op, v in ops.items()} for t, ops in FIELD_OPERATORS.items()
+        },
         "statuses": Status.values,
         "tags": list(Tag.objects.filter(project=ctx.project).values_list("name", flat=True)[:500]),
     }

@@ -39,7 +39,9 @@ def contact_lifecycle(contact: Contact, limit: int) -> Iterable[TimelineEntry]:
     if contact.status_changed_at:
         reason = f": {contact.status_reason}" if contact.status_reason else ""
         yield TimelineEntry(
-            contact.status_changed_at, "status", f"Became {contact.get_status_display().lower()}{reason}"
+            contact.status_changed_at,
+            "status",
+            f"Became {contact.get_status_display().lower()}{reason}",
         )
 
 

@@ -13,7 +13,11 @@ project_urlpatterns = [
     path("contacts/<uuid:code>/", views.contact_detail, name="contact"),
     path("contacts/<uuid:code>/delete/", views.contact_delete, name="contact_delete"),
     path("suppressions/", views.suppressions, name="suppressions"),
-    path("suppressions/<int:suppression_id>/delete/", views.suppression_delete, name="suppression_delete"),
+    path(
+        "suppressions/<int:suppression_id>/delete/",
+        views.suppression_delete,
+        name="suppression_delete",
+    ),
     path("segments/", views.segments, name="segments"),
     path("segments/new/", views.segment_edit, name="segment_new"),
     path("segments/count/", views.segment_count, name="segment_count"),

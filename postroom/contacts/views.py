@@ -65,7 +65,8 @@ def contact_list(request: HttpRequest) -> HttpResponse:
         "statuses": Status.choices,
         "tags": Tag.objects.filter(project=request.project)[:200],
         "bulk_kinds": BulkAction.Kind.choices,
-        "has_any_contact": bool(page.items) or Contact.objects.filter(project=request.project).exists(),
+        "has_any_contact": bool(page.items)
+        or Contact.objects.filter(project=request.project).exists(),
         "running_bulk": BulkAction.objects.filter(
             project=request.project, state__in=[BulkAction.State.PENDING, BulkAction.State.RUNNING]
         ).order_by("-created_at")[:3],
@@ -89,7 +90,9 @@ def contact_count(request: HttpRequest) -> HttpResponse:
     except Exception:
         log.exception("contact count failed")
         count, error = None, "Could not count the matching contacts."
-    return render(request, "contacts/_count.html", {"count": count, "error": error, "filter": contact_filter})
+    return render(
+        request, "contacts/_count.html", {"count": count, "error": error, "filter": contact_filter}
+    )
 
 
 @project_view
@@ -116,10 +119,7 @@ def contact_new(request: HttpRequest) -> HttpResponse:
 
 
 def _form_error(form: ContactForm, error: ContactError) -> None:
-    if error.field.startswith("data."):
-        name = "data__" + error.field[5:]
-    else:
-        name = error.field
+    name = "data__" + error.field[5:] if error.field.startswith("data.") else error.field
     form.add_error(name if name in form.fields else None, error.message)
 
 
@@ -141,6 +141,8 @@ def contact_detail(request: HttpRequest, code) -> HttpResponse:
             try:
                 actions.update_contact(contact, changes)
             except ContactError as e:
+                # The action changed the object before failing; show what is really stored.
+                contact.refresh_from_db()
                 _form_error(form, e)
             else:
                 messages.success(request, "Saved.")
@@ -153,7 +155,9 @@ def contact_detail(request: HttpRequest, code) -> HttpResponse:
         "form": form,
         "timeline": timeline_for(contact),
         "undefined_data": undefined,
-        "suppressed": Suppression.objects.filter(project=request.project, email=contact.email).first(),
+        "suppressed": Suppression.objects.filter(
+            project=request.project, email=contact.email
+        ).first(),
     }
     return render(request, "contacts/detail.html", context)
 
@@ -178,7 +182,9 @@ def contacts_bulk(request: HttpRequest) -> HttpResponse:
     try:
         if request.POST.get("scope") == "all":
             contact_filter = ContactFilter.from_dict(request.POST)
-            bulk = actions.queue_bulk_action(request.project, kind, tag_name, contact_filter, request.user)
+            bulk = actions.queue_bulk_action(
+                request.project, kind, tag_name, contact_filter, request.user
+            )
             return redirect("bulk_action", project_code=request.project.code, code=bulk.code)
         codes = request.POST.getlist("contact")
         if not codes:
@@ -211,7 +217,12 @@ def fields(request: HttpRequest) -> HttpResponse:
             form.add_error("key", f"There is already a field {key!r}.")
         else:
             try:
-                actions.create_field(request.project, key, form.cleaned_data["label"] or key, form.cleaned_data["type"])
+                actions.create_field(
+                    request.project,
+                    key,
+                    form.cleaned_data["label"] or key,
+                    form.cleaned_data["type"],
+                )
             except ContactError as e:
                 form.add_error("key", e.message)
             else:
@@ -240,7 +251,9 @@ def suppressions(request: HttpRequest) -> HttpResponse:
     form = SuppressionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            s = actions.suppress(request.project, form.cleaned_data["email"], note=form.cleaned_data["note"])
+            s = actions.suppress(
+                request.project, form.cleaned_data["email"], note=form.cleaned_data["note"]
+            )
         except ContactError as e:
             form.add_error("email", e.message)
         else:
@@ -250,7 +263,9 @@ def suppressions(request: HttpRequest) -> HttpResponse:
     qs = Suppression.objects.filter(project=request.project)
     if q:
         qs = qs.filter(email__contains=q)
-    page = keyset_page(qs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE)
+    page = keyset_page(
+        qs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE
+    )
     return render(request, "contacts/suppressions.html", {"form": form, "page": page, "q": q})
 
 

@@ -1,8 +1,8 @@
 """Parse POSTROOM_SMTP_URL into Django's EMAIL_* settings for system mail (resets, invitations).
 
-    smtp://user:pass@host:25            plain SMTP
-    smtp+starttls://user:pass@host:587  STARTTLS
-    smtps://user:pass@host:465          implicit TLS
+smtp://user:pass@host:25            plain SMTP
+smtp+starttls://user:pass@host:587  STARTTLS
+smtps://user:pass@host:465          implicit TLS
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ def parse_smtp_url(url: str) -> dict:
     parts = urlsplit(url)
     schemes = {"smtp": (False, False), "smtp+starttls": (True, False), "smtps": (False, True)}
     if parts.scheme not in schemes:
-        raise ValueError(f"POSTROOM_SMTP_URL: unknown scheme {parts.scheme!r}, use one of {sorted(schemes)}")
+        raise ValueError(
+            f"POSTROOM_SMTP_URL: unknown scheme {parts.scheme!r}, use one of {sorted(schemes)}"
+        )
     use_tls, use_ssl = schemes[parts.scheme]
     default_port = 465 if use_ssl else (587 if use_tls else 25)
     return {

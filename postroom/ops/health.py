@@ -64,12 +64,16 @@ def check_worker() -> Result:
     if last is None:
         return Result("worker", ERROR, "no worker has ever run: start `postroom worker`")
     ago = int((timezone.now() - last.last_beat_at).total_seconds())
-    return Result("worker", ERROR, f"no heartbeat for {ago} s (last: {last.name}): start `postroom worker`")
+    return Result(
+        "worker", ERROR, f"no heartbeat for {ago} s (last: {last.name}): start `postroom worker`"
+    )
 
 
 def queue_depth() -> dict:
     """Queued work per queue: how many and how old the oldest is, in seconds."""
-    pending = BulkAction.objects.filter(state__in=[BulkAction.State.PENDING, BulkAction.State.RUNNING])
+    pending = BulkAction.objects.filter(
+        state__in=[BulkAction.State.PENDING, BulkAction.State.RUNNING]
+    )
     oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
     age = int((timezone.now() - oldest).total_seconds()) if oldest else 0
     return {"bulk_actions": {"count": pending.count(), "oldest_seconds": age}}
@@ -90,7 +94,9 @@ def check_queues() -> Result:
 def check_settings() -> list[Result]:
     messages = django_checks.run_checks(include_deployment_checks=True)
     # Our own checks only; W001 (no SMTP) is reported by check_sender.
-    messages = [m for m in messages if m.id and m.id.startswith("postroom.") and m.id != "postroom.W001"]
+    messages = [
+        m for m in messages if m.id and m.id.startswith("postroom.") and m.id != "postroom.W001"
+    ]
     if not messages:
         return [Result("settings", OK, "no problems found")]
     return [
@@ -106,15 +112,26 @@ def check_settings() -> list[Result]:
 def check_sender() -> Result:
     # Until project senders exist, the one sender is system mail (resets, invitations).
     if settings.SMTP_URL:
-        return Result("sender", OK, f"system mail via SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
-    return Result("sender", WARNING, f"no SMTP relay: system mail is written to {settings.EMAIL_FILE_PATH}")
+        return Result(
+            "sender", OK, f"system mail via SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+        )
+    return Result(
+        "sender", WARNING, f"no SMTP relay: system mail is written to {settings.EMAIL_FILE_PATH}"
+    )
 
 
 def run_all() -> list[Result]:
     database = check_database()
     if database.status == ERROR:
         return [database]
-    return [database, check_migrations(), check_worker(), check_queues(), check_sender(), *check_settings()]
+    return [
+        database,
+        check_migrations(),
+        check_worker(),
+        check_queues(),
+        check_sender(),
+        *check_settings(),
+    ]
 
 
 def stale_after() -> td:

@@ -47,7 +47,10 @@ def _daily_growth(contacts, days: int) -> list[dict]:
     )
     by_day = {r["day"]: r["n"] for r in rows}
     start = since.date()
-    series = [{"day": start + dt.timedelta(days=i), "n": by_day.get(start + dt.timedelta(days=i), 0)} for i in range(days)]
+    series = [
+        {"day": start + dt.timedelta(days=i), "n": by_day.get(start + dt.timedelta(days=i), 0)}
+        for i in range(days)
+    ]
     peak = max((d["n"] for d in series), default=0) or 1
     for d in series:
         d["height"] = round(d["n"] * 100 / peak)

@@ -70,7 +70,11 @@ class Worker:
     def run(self) -> None:
         WorkerHeartbeat.objects.update_or_create(
             name=self.name,
-            defaults={"started_at": timezone.now(), "last_beat_at": timezone.now(), "stopped_at": None},
+            defaults={
+                "started_at": timezone.now(),
+                "last_beat_at": timezone.now(),
+                "stopped_at": None,
+            },
         )
         log.info("worker %s started", self.name)
         while not self.stopping:

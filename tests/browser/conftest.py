@@ -1,4 +1,4 @@
-"""The browser-test harness: Playwright driving Debian's Chromium against pytest-django's live_server.
+"""Browser tests: Playwright driving Debian's Chromium against pytest-django's live_server.
 
 Every test under tests/browser is marked `browser` (deselect with `-m "not browser"`) and is
 skipped when /usr/bin/chromium is missing. One browser per session; each test gets fresh
@@ -11,7 +11,6 @@ is an outsider with a project of his own.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +21,6 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from postroom.accounts.actions import create_project
 from postroom.accounts.models import Membership, Project, Role, User
 from postroom.test import PASSWORD
-
-# Playwright's sync API runs an event loop in the test thread, which makes Django refuse ORM
-# calls from that thread (SynchronousOnlyOperation) unless told they are safe. They are: the
-# loop only ever runs Playwright, never Django code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the networking switches Chromium keeps dialling Google services and stalls on the
@@ -40,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+NO_CHROMIUM = f"{CHROMIUM} not found: install Debian's Chromium with `apt-get install chromium`"
 PAGE_TIMEOUT_MS = 10_000
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts"
@@ -54,9 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # A session-wide hook: it sees every test, so only touch the ones under this directory.
     missing = None
     if not CHROMIUM.exists():
-        missing = pytest.mark.skip(
-            reason=f"{CHROMIUM} not found: install Debian's Chromium with `apt-get install chromium`"
-        )
+        missing = pytest.mark.skip(reason=NO_CHROMIUM)
     for item in items:
         if HERE not in item.path.parents:
             continue
@@ -80,8 +73,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install it with `apt-get install chromium`")
-    with sync_playwright() as playwright:
+        pytest.skip(NO_CHROMIUM)
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as playwright:
+        # Playwright's sync API leaves its event loop marked as running in this thread for as
+        # long as the browser lives, so Django refuses ORM calls from tests (and from fixtures
+        # such as the database flush) unless told they are safe. They are: that loop only ever
+        # runs Playwright, never Django code.
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
@@ -110,12 +108,8 @@ def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Calla
 
     yield open_page
 
-    failed = any(
-        getattr(request.node, f"report_{when}", None) is not None
-        and getattr(request.node, f"report_{when}").failed
-        for when in ("setup", "call")
-    )
-    if failed:
+    reports = [getattr(request.node, f"report_{when}", None) for when in ("setup", "call")]
+    if any(report is not None and report.failed for report in reports):
         _save_screenshots(request.node, pages)
     for context in contexts:
         context.close()
@@ -193,7 +187,7 @@ def _log_in(page: Page, base_url: str, email: str, password: str = PASSWORD) -> 
     page.locator("#id_username").fill(email)
     page.locator("#id_password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(lambda u: "/login/" not in u)
+    expect(page).not_to_have_url(re.compile(r"/login/"))
     return page
 
 

@@ -12,7 +12,9 @@ def fill_login_form(page: Page, email: str, password: str) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
-def test_it_logs_in_with_the_right_credentials(page: Page, live_server, alice: User, project: Project):
+def test_it_logs_in_with_the_right_credentials(
+    page: Page, live_server, alice: User, project: Project
+):
     page.goto(f"{live_server.url}/login/")
     fill_login_form(page, "alice@example.org", PASSWORD)
 

@@ -6,8 +6,13 @@ from postroom.accounts.actions import revoke_key
 from postroom.accounts.models import ApiKey
 from postroom.test import BaseTestCase
 
-SECRET_ONLY = [("GET", "project"), ("GET", "contacts"), ("POST", "contacts"), ("GET", "segments"),
-               ("POST", "segments")]
+SECRET_ONLY = [
+    ("GET", "project"),
+    ("GET", "contacts"),
+    ("POST", "contacts"),
+    ("GET", "segments"),
+    ("POST", "segments"),
+]
 
 
 class ApiAuthTestCase(BaseTestCase):
@@ -23,7 +28,9 @@ class ApiAuthTestCase(BaseTestCase):
 
     def test_it_refuses_the_public_key_where_a_secret_key_is_needed(self) -> None:
         for method, path in SECRET_ONLY:
-            r = self.api(method, path, {} if method == "POST" else None, key=self.project.public_key)
+            r = self.api(
+                method, path, {} if method == "POST" else None, key=self.project.public_key
+            )
             self.assertEqual(r.status_code, 403, f"{method} {path}")
             self.assertIn("secret key", r.json()["message"])
 

@@ -36,7 +36,9 @@ class KeysTestCase(BaseTestCase):
 
     def test_members_cannot_manage_keys(self) -> None:
         self.login(self.bob)
-        self.assertEqual(self.client.post(self.url("settings/keys/"), {"name": "x"}).status_code, 403)
+        self.assertEqual(
+            self.client.post(self.url("settings/keys/"), {"name": "x"}).status_code, 403
+        )
         self.assertFalse(ApiKey.objects.filter(name="x").exists())
 
     def test_it_rotates_the_public_key(self) -> None:

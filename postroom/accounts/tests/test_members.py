@@ -9,7 +9,9 @@ from postroom.test import PASSWORD, BaseTestCase
 class MembersTestCase(BaseTestCase):
     def test_it_invites_by_email(self) -> None:
         self.login()
-        self.client.post(self.url("settings/invite/"), {"email": "dana@example.org", "role": "admin"})
+        self.client.post(
+            self.url("settings/invite/"), {"email": "dana@example.org", "role": "admin"}
+        )
         invitation = Invitation.objects.get(email="dana@example.org")
         self.assertEqual(invitation.role, Role.ADMIN)
         self.assertEqual(len(mail.outbox), 1)
@@ -17,8 +19,13 @@ class MembersTestCase(BaseTestCase):
         self.assertIn("Alice's project", mail.outbox[0].subject)
 
     def test_a_new_person_accepts_by_creating_an_account(self) -> None:
-        invitation = Invitation.objects.create(project=self.project, email="dana@example.org", role=Role.MEMBER, token="tok")
-        r = self.client.post("/invite/tok/", {"email": "dana@example.org", "name": "Dana", "password": "dana's long passphrase"})
+        invitation = Invitation.objects.create(
+            project=self.project, email="dana@example.org", role=Role.MEMBER, token="tok"
+        )
+        r = self.client.post(
+            "/invite/tok/",
+            {"email": "dana@example.org", "name": "Dana", "password": "dana's long passphrase"},
+        )
         self.assertRedirects(r, self.url(""))
         dana = User.objects.get(email="dana@example.org")
         self.assertTrue(Membership.objects.filter(project=self.project, user=dana).exists())
@@ -36,14 +43,21 @@ class MembersTestCase(BaseTestCase):
 
     def test_members_cannot_invite(self) -> None:
         self.login(self.bob)
-        r = self.client.post(self.url("settings/invite/"), {"email": "x@example.org", "role": "member"})
+        r = self.client.post(
+            self.url("settings/invite/"), {"email": "x@example.org", "role": "member"}
+        )
         self.assertEqual(r.status_code, 403)
 
     def test_admins_cannot_make_owners(self) -> None:
         Membership.objects.filter(user=self.bob).update(role=Role.ADMIN)
         self.login(self.bob)
         owner = Membership.objects.get(project=self.project, user=self.alice)
-        self.assertEqual(self.client.post(self.url(f"settings/members/{owner.id}/role/"), {"role": "member"}).status_code, 403)
+        self.assertEqual(
+            self.client.post(
+                self.url(f"settings/members/{owner.id}/role/"), {"role": "member"}
+            ).status_code,
+            403,
+        )
         dana = User.objects.create_user("dana@example.org", PASSWORD)
         m = Membership.objects.create(project=self.project, user=dana)
         self.client.post(self.url(f"settings/members/{m.id}/role/"), {"role": "owner"})

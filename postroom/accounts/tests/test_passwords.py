@@ -10,9 +10,14 @@ from postroom.test import PASSWORD, BaseTestCase
 class PasswordTestCase(BaseTestCase):
     def test_it_changes_the_password(self) -> None:
         self.login()
-        r = self.client.post("/password/change/", {
-            "old_password": PASSWORD, "new_password1": "a new long passphrase", "new_password2": "a new long passphrase",
-        })
+        r = self.client.post(
+            "/password/change/",
+            {
+                "old_password": PASSWORD,
+                "new_password1": "a new long passphrase",
+                "new_password2": "a new long passphrase",
+            },
+        )
         self.assertRedirects(r, "/password/change/done/")
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password("a new long passphrase"))
@@ -25,7 +30,10 @@ class PasswordTestCase(BaseTestCase):
         link = re.search(r"https?://[^/]+(/password/reset/\S+/)", mail.outbox[0].body).group(1)
         r = self.client.get(link, follow=True)
         form_url = r.redirect_chain[-1][0]
-        r = self.client.post(form_url, {"new_password1": "reset passphrase 42", "new_password2": "reset passphrase 42"})
+        r = self.client.post(
+            form_url,
+            {"new_password1": "reset passphrase 42", "new_password2": "reset passphrase 42"},
+        )
         self.assertRedirects(r, "/password/reset/done/")
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password("reset passphrase 42"))

@@ -14,30 +14,47 @@ from postroom.test import BaseTestCase
 class BulkTestCase(BaseTestCase):
     def setUp(self) -> None:
         super().setUp()
-        self.contacts = [self.make_contact(f"c{i}@example.com", first_name="Ann" if i % 2 else "Bob") for i in range(10)]
-        self.outsider = self.make_contact("c1@example.com", project=self.charlies_project, first_name="Ann")
+        self.contacts = [
+            self.make_contact(f"c{i}@example.com", first_name="Ann" if i % 2 else "Bob")
+            for i in range(10)
+        ]
+        self.outsider = self.make_contact(
+            "c1@example.com", project=self.charlies_project, first_name="Ann"
+        )
         self.login()
 
     def test_it_tags_the_ticked_contacts_in_the_request(self) -> None:
         codes = [str(c.code) for c in self.contacts[:3]]
-        r = self.client.post(self.url("contacts/bulk/"), {"action": "tag", "bulk_tag": "vip", "contact": codes, "scope": "selected"})
+        r = self.client.post(
+            self.url("contacts/bulk/"),
+            {"action": "tag", "bulk_tag": "vip", "contact": codes, "scope": "selected"},
+        )
         self.assertRedirects(r, self.url("contacts/"))
         self.assertEqual(ContactTag.objects.filter(tag__name="vip").count(), 3)
 
     def test_it_ignores_ticked_codes_of_another_project(self) -> None:
-        self.client.post(self.url("contacts/bulk/"), {"action": "delete", "contact": [str(self.outsider.code)], "scope": "selected"})
+        self.client.post(
+            self.url("contacts/bulk/"),
+            {"action": "delete", "contact": [str(self.outsider.code)], "scope": "selected"},
+        )
         self.assertTrue(Contact.objects.filter(id=self.outsider.id).exists())
 
     def test_it_queues_an_action_on_all_matching_for_the_worker(self) -> None:
-        r = self.client.post(self.url("contacts/bulk/"), {"action": "unsubscribe", "scope": "all", "q": "ann"})
+        r = self.client.post(
+            self.url("contacts/bulk/"), {"action": "unsubscribe", "scope": "all", "q": "ann"}
+        )
         bulk = BulkAction.objects.get()
         self.assertRedirects(r, self.url(f"contacts/bulk/{bulk.code}/"))
-        self.assertContains(self.client.get(self.url(f"contacts/bulk/{bulk.code}/")), "Waiting for the worker")
+        self.assertContains(
+            self.client.get(self.url(f"contacts/bulk/{bulk.code}/")), "Waiting for the worker"
+        )
         while handle_one_bulk_action():
             pass
         bulk.refresh_from_db()
         self.assertEqual((bulk.state, bulk.total, bulk.processed), ("done", 5, 5))
-        self.assertEqual(Contact.objects.filter(project=self.project, status=Status.UNSUBSCRIBED).count(), 5)
+        self.assertEqual(
+            Contact.objects.filter(project=self.project, status=Status.UNSUBSCRIBED).count(), 5
+        )
         self.outsider.refresh_from_db()
         self.assertEqual(self.outsider.status, Status.SUBSCRIBED)
         self.assertContains(self.client.get(self.url(f"contacts/bulk/{bulk.code}/")), "Done")
@@ -49,9 +66,9 @@ class BulkTestCase(BaseTestCase):
             bulk.refresh_from_db()
             self.assertEqual((bulk.processed, bulk.state), (4, "running"))
             # The worker dies mid-chunk: apply_bulk raises, so the chunk's transaction rolls back.
-            with mock.patch.object(actions, "apply_bulk", side_effect=KeyboardInterrupt):
-                with self.assertRaises(KeyboardInterrupt):
-                    handle_one_bulk_action()
+            dies = mock.patch.object(actions, "apply_bulk", side_effect=KeyboardInterrupt)
+            with dies, self.assertRaises(KeyboardInterrupt):
+                handle_one_bulk_action()
             bulk.refresh_from_db()
             self.assertEqual(bulk.processed, 4)
             # Its lease is held until it expires; then any worker resumes from the checkpoint.
@@ -77,13 +94,24 @@ class BulkTestCase(BaseTestCase):
         self.assertTrue(Contact.objects.filter(id=self.outsider.id).exists())
 
     def test_it_requires_a_tag_name_to_tag(self) -> None:
-        r = self.client.post(self.url("contacts/bulk/"), {"action": "tag", "bulk_tag": "", "scope": "all"}, follow=True)
+        r = self.client.post(
+            self.url("contacts/bulk/"),
+            {"action": "tag", "bulk_tag": "", "scope": "all"},
+            follow=True,
+        )
         self.assertContains(r, "name the tag")
         self.assertFalse(BulkAction.objects.exists())
 
     def test_it_shows_an_eta_while_running(self) -> None:
-        bulk = BulkAction.objects.create(project=self.project, kind="tag", tag_name="x", state="running",
-                                         total=1000, processed=100, started_at=timezone.now() - td(seconds=10))
+        bulk = BulkAction.objects.create(
+            project=self.project,
+            kind="tag",
+            tag_name="x",
+            state="running",
+            total=1000,
+            processed=100,
+            started_at=timezone.now() - td(seconds=10),
+        )
         self.assertAlmostEqual(bulk.eta_seconds(), 90, delta=2)
         self.assertEqual(bulk.progress_percent(), 10)
         self.assertContains(self.client.get(self.url(f"contacts/bulk/{bulk.code}/")), "100 of 1000")

@@ -40,21 +40,27 @@ class ContactListTestCase(BaseTestCase):
         self.assertContains(second, "c04@example.com")
         self.assertContains(second, "c00@example.com")
         self.assertNotContains(second, "c05@example.com")
-        back = self.client.get(self.url("contacts/"), {"before": second.context["page"].prev_cursor})
+        back = self.client.get(
+            self.url("contacts/"), {"before": second.context["page"].prev_cursor}
+        )
         self.assertContains(back, "c54@example.com")
         self.assertContains(back, "c05@example.com")
 
     def test_a_garbled_cursor_shows_the_first_page(self) -> None:
         self.make_contact()
         self.login()
-        self.assertContains(self.client.get(self.url("contacts/"), {"after": "%%%"}), "ann@example.com")
+        self.assertContains(
+            self.client.get(self.url("contacts/"), {"after": "%%%"}), "ann@example.com"
+        )
 
     def test_the_count_is_a_fragment(self) -> None:
         self.make_contact("ann@example.com")
         self.make_contact("bob@example.com")
         self.login()
         self.assertContains(self.client.get(self.url("contacts/count/")), "2 contacts")
-        self.assertContains(self.client.get(self.url("contacts/count/"), {"q": "ann"}), "1 contact matches")
+        self.assertContains(
+            self.client.get(self.url("contacts/count/"), {"q": "ann"}), "1 contact matches"
+        )
 
     def test_it_escapes_user_text(self) -> None:
         self.make_contact("x@example.com", first_name="<script>alert(1)</script>")
@@ -73,13 +79,23 @@ class ContactEditTestCase(BaseTestCase):
         self.login()
 
     def form(self, **changes) -> dict:
-        data = {"email": "ann@example.com", "first_name": "Ann", "last_name": "", "status": "subscribed",
-                "tags": "", "data__age": "30", "data__vip": ""}
+        data = {
+            "email": "ann@example.com",
+            "first_name": "Ann",
+            "last_name": "",
+            "status": "subscribed",
+            "tags": "",
+            "data__age": "30",
+            "data__vip": "",
+        }
         data.update(changes)
         return data
 
     def test_it_adds_a_contact(self) -> None:
-        r = self.client.post(self.url("contacts/new/"), self.form(email=" Dana@Example.COM ", tags="a, b", data__age="41"))
+        r = self.client.post(
+            self.url("contacts/new/"),
+            self.form(email=" Dana@Example.COM ", tags="a, b", data__age="41"),
+        )
         dana = Contact.objects.get(email="dana@example.com")
         self.assertRedirects(r, self.url(f"contacts/{dana.code}/"))
         self.assertEqual(dana.data, {"age": 41})
@@ -96,14 +112,20 @@ class ContactEditTestCase(BaseTestCase):
         self.assertContains(r, "several values in one field")
 
     def test_it_edits_fields_and_custom_data(self) -> None:
-        r = self.client.post(self.url(f"contacts/{self.contact.code}/"), self.form(first_name="Anna", data__age="31", data__vip="yes", tags="x"))
+        r = self.client.post(
+            self.url(f"contacts/{self.contact.code}/"),
+            self.form(first_name="Anna", data__age="31", data__vip="yes", tags="x"),
+        )
         self.assertRedirects(r, self.url(f"contacts/{self.contact.code}/"))
         self.contact.refresh_from_db()
         self.assertEqual(self.contact.first_name, "Anna")
         self.assertEqual(self.contact.data, {"age": 31, "vip": True})
 
     def test_a_bad_typed_value_names_the_field_and_saves_nothing(self) -> None:
-        r = self.client.post(self.url(f"contacts/{self.contact.code}/"), self.form(first_name="Changed", data__age="thirty"))
+        r = self.client.post(
+            self.url(f"contacts/{self.contact.code}/"),
+            self.form(first_name="Changed", data__age="thirty"),
+        )
         self.assertContains(r, "expected a number")
         self.contact.refresh_from_db()
         self.assertEqual(self.contact.first_name, "Ann")
@@ -114,7 +136,9 @@ class ContactEditTestCase(BaseTestCase):
         self.assertEqual(self.contact.data, {})
 
     def test_changing_status_records_when(self) -> None:
-        self.client.post(self.url(f"contacts/{self.contact.code}/"), self.form(status="unsubscribed"))
+        self.client.post(
+            self.url(f"contacts/{self.contact.code}/"), self.form(status="unsubscribed")
+        )
         self.contact.refresh_from_db()
         self.assertEqual(self.contact.status, "unsubscribed")
         self.assertIsNotNone(self.contact.status_changed_at)
@@ -138,15 +162,21 @@ class ContactEditTestCase(BaseTestCase):
 
     def test_a_member_can_work_with_contacts(self) -> None:
         self.login(self.bob)
-        self.assertEqual(self.client.get(self.url(f"contacts/{self.contact.code}/")).status_code, 200)
+        self.assertEqual(
+            self.client.get(self.url(f"contacts/{self.contact.code}/")).status_code, 200
+        )
 
 
 class FieldsAndSuppressionsTestCase(BaseTestCase):
     def test_it_defines_a_custom_field(self) -> None:
         self.login()
-        self.client.post(self.url("contacts/fields/"), {"key": "plan", "label": "Plan", "type": "text"})
+        self.client.post(
+            self.url("contacts/fields/"), {"key": "plan", "label": "Plan", "type": "text"}
+        )
         self.assertContains(self.client.get(self.url("contacts/fields/")), "contact.plan")
-        r = self.client.post(self.url("contacts/fields/"), {"key": "plan", "label": "Plan", "type": "text"})
+        r = self.client.post(
+            self.url("contacts/fields/"), {"key": "plan", "label": "Plan", "type": "text"}
+        )
         self.assertContains(r, "already a field")
 
     def test_it_suppresses_and_unsuppresses(self) -> None:
@@ -161,4 +191,6 @@ class FieldsAndSuppressionsTestCase(BaseTestCase):
 
     def test_it_rejects_a_bad_address_for_suppression(self) -> None:
         self.login()
-        self.assertContains(self.client.post(self.url("suppressions/"), {"email": "nope"}), "@-sign")
+        self.assertContains(
+            self.client.post(self.url("suppressions/"), {"email": "nope"}), "@-sign"
+        )

@@ -147,8 +147,14 @@
   }
 
   function changed(rerender) {
-    input.value = JSON.stringify(tree);
+    // The error from the last save described the tree before this edit: from now on the live
+    // count reports on the tree as it is (and its paths may have shifted).
+    const saveError = document.getElementById("rule-error");
+    if (saveError) saveError.remove();
+    // Render before serialising: rendering fills in defaults (the first operator, the first
+    // status) that must reach the count and the save as they appear on screen.
     if (rerender) render();
+    input.value = JSON.stringify(tree);
     document.body.dispatchEvent(new CustomEvent("rules-changed"));
   }
 
@@ -160,10 +166,11 @@
     markError();
   }
 
-  // Outline the rule that the server named in its error (on save or in the live count).
+  // Outline the rule that the server named in its error: the live count's, else the one from
+  // the save (until the first edit removes it).
   function markError() {
     root.querySelectorAll(".invalid").forEach((n) => n.classList.remove("invalid"));
-    const error = document.querySelector("#segment-count [data-path], #rule-error");
+    const error = document.querySelector("#segment-count [data-path]") || document.getElementById("rule-error");
     const path = error && error.getAttribute("data-path");
     if (path) {
       const node = root.querySelector('[data-path="' + path + '"]');
@@ -172,6 +179,6 @@
   }
   document.body.addEventListener("htmx:afterSwap", markError);
 
-  input.value = JSON.stringify(tree);
   render();
+  input.value = JSON.stringify(tree);
 })();

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,8 +29,15 @@ class Command(BaseCommand):
         admin = create_first_admin()
         host, port = options["host"], options["port"]
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "postroom.settings"}
-        web = subprocess.Popen(web_command(host, port, options["workers"]), env=env)
-        worker = subprocess.Popen([sys.executable, "-m", "postroom", "worker"], env=env)
+        # Each child leads its own process group: Ctrl-C reaches only this process, which then
+        # stops the children in order (granian's own workers exit cleanly on its SIGTERM, but
+        # not when the terminal's SIGINT hits them all at once).
+        web = subprocess.Popen(
+            web_command(host, port, options["workers"]), env=env, start_new_session=True
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "postroom", "worker"], env=env, start_new_session=True
+        )
         shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
         self.stdout.write(self.style.SUCCESS(f"Postroom is running at http://{shown_host}:{port}/"))
         if admin:
@@ -59,6 +67,9 @@ class Command(BaseCommand):
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+            # Whatever the child left behind in its group goes with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
         if failed and not stopping:
             self.stderr.write("A Postroom process exited unexpectedly; stopped the rest.")

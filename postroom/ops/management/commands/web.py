@@ -12,17 +12,36 @@ def web_command(host: str, port: int, workers: int) -> list[str]:
     """granian serving the WSGI app; gunicorn is the fallback (POSTROOM_SERVER=gunicorn)."""
     if os.environ.get("POSTROOM_SERVER", "granian") == "gunicorn":
         return [
-            sys.executable, "-m", "gunicorn", "postroom.wsgi:application",
-            "--bind", f"{host}:{port}", "--workers", str(workers), "--access-logfile", "-",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "postroom.wsgi:application",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            "-",
         ]
     granian = shutil.which("granian", path=os.path.dirname(sys.executable)) or "granian"
     return [
-        granian, "--interface", "wsgi", "postroom.wsgi:application",
-        "--host", host, "--port", str(port), "--workers", str(workers),
+        granian,
+        "--interface",
+        "wsgi",
+        "postroom.wsgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
         # A few Python threads per process: enough to overlap database waits without
         # hundreds of threads fighting over the GIL on a small machine.
-        "--blocking-threads", os.environ.get("WEB_THREADS", "4"),
-        "--no-ws", "--log-level", "warning",
+        "--blocking-threads",
+        os.environ.get("WEB_THREADS", "4"),
+        "--no-ws",
+        "--log-level",
+        "warning",
     ]
 
 

@@ -8,7 +8,9 @@ from postroom.ops.worker import Worker
 
 
 class Command(BaseCommand):
-    help = "Run the background worker: bulk actions, and every later queue. Stops on SIGTERM/Ctrl-C."
+    help = (
+        "Run the background worker: bulk actions, and every later queue. Stops on SIGTERM/Ctrl-C."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one pass and exit.")

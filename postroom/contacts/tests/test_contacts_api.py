@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from postroom.contacts.models import Contact, FieldDefinition
+from postroom.test import BaseTestCase
+
+
+class ContactsApiTestCase(BaseTestCase):
+    def test_it_creates_a_contact(self) -> None:
+        r = self.api(
+            "POST",
+            "contacts",
+            {
+                "email": "Ann@Example.com",
+                "first_name": "Ann",
+                "tags": ["a"],
+                "data": {"plan": "pro", "seats": 3, "trial": False},
+            },
+        )
+        self.assertEqual(r.status_code, 201, r.content)
+        body = r.json()
+        self.assertEqual(body["email"], "ann@example.com")
+        self.assertEqual(body["tags"], ["a"])
+        self.assertEqual(body["consent"]["source"], "api")
+        self.assertTrue(body["subscribed"])
+        types = dict(
+            FieldDefinition.objects.filter(project=self.project).values_list("key", "type")
+        )
+        self.assertEqual(types, {"plan": "text", "seats": "number", "trial": "boolean"})
+
+    def test_a_duplicate_is_a_409(self) -> None:
+        self.make_contact("ann@example.com")
+        r = self.api("POST", "contacts", {"email": "ANN@example.com"})
+        self.assertEqual(r.status_code, 409)
+        self.assertEqual(r.json()["code"], "conflict")
+        self.assertEqual(r.json()["errors"][0]["field"], "email")
+
+    def test_bad_input_is_a_422_naming_the_field(self) -> None:
+        cases = [
+            ({"email": "a@b.com;Ann;Lee"}, "email"),
+            ({"email": "ann@example.com", "status": "happy"}, "status"),
+            ({"first_name": "x"}, "email"),
+            ({"email": "ann@example.com", "tags": "notalist"}, "tags"),
+            ({"email": "ann@example.com", "data": {"Bad Key": 1}}, "data.Bad Key"),
+        ]
+        for body, field in cases:
+            r = self.api("POST", "contacts", body)
+            self.assertEqual(r.status_code, 422, body)
+            self.assertIn(field, [e["field"] for e in r.json()["errors"]], r.json())
+            self.assertTrue(r.json()["message"])
+        self.assertEqual(Contact.objects.count(), 0)
+
+    def test_a_typed_field_rejects_the_wrong_type(self) -> None:
+        self.api("POST", "contacts", {"email": "a@example.com", "data": {"seats": 3}})
+        r = self.api("POST", "contacts", {"email": "b@example.com", "data": {"seats": "many"}})
+        self.assertEqual(r.status_code, 422)
+        self.assertEqual(r.json()["errors"][0]["field"], "data.seats")
+
+    def test_malformed_json_is_a_4xx(self) -> None:
+        r = self.client.post(
+            "/api/v1/contacts",
+            "{not json",
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {self.secret_key}",
+        )
+        self.assertIn(r.status_code, (400, 422))
+        self.assertIn("message", r.json())
+
+    def test_it_lists_with_a_cursor_and_filters(self) -> None:
+        for i in range(5):
+            self.make_contact(f"c{i}@example.com", tags=["even"] if i % 2 == 0 else [])
+        r = self.api("GET", "contacts", {"limit": 2})
+        body = r.json()
+        self.assertEqual([c["email"] for c in body["items"]], ["c4@example.com", "c3@example.com"])
+        r = self.api("GET", "contacts", {"limit": 2, "cursor": body["next_cursor"]})
+        self.assertEqual(
+            [c["email"] for c in r.json()["items"]], ["c2@example.com", "c1@example.com"]
+        )
+        r = self.api("GET", "contacts", {"tag": "even"})
+        self.assertEqual(len(r.json()["items"]), 3)
+        self.assertEqual(self.api("GET", "contacts", {"limit": 0}).status_code, 422)
+        self.assertEqual(self.api("GET", "contacts", {"status": "x"}).status_code, 422)
+
+    def test_it_gets_updates_and_deletes(self) -> None:
+        c = self.make_contact("ann@example.com", data={"plan": "free"}, create_fields=True)
+        self.assertEqual(self.api("GET", f"contacts/{c.code}").json()["email"], "ann@example.com")
+        r = self.api(
+            "PATCH",
+            f"contacts/{c.code}",
+            {"last_name": "Lee", "data": {"plan": None, "seats": 2}, "status": "unsubscribed"},
+        )
+        self.assertEqual(r.status_code, 200, r.content)
+        self.assertEqual(r.json()["data"], {"seats": 2})
+        self.assertEqual(r.json()["status_reason"], "Changed through the API")
+        self.assertEqual(
+            self.api("DELETE", f"contacts/{c.code}").json(), {"success": True, "id": str(c.code)}
+        )
+        self.assertEqual(self.api("GET", f"contacts/{c.code}").status_code, 404)
+
+    def test_an_unknown_or_malformed_id_is_a_404(self) -> None:
+        self.assertEqual(self.api("GET", "contacts/not-a-uuid").status_code, 404)
+        self.assertEqual(
+            self.api("GET", "contacts/00000000-0000-0000-0000-000000000000").status_code, 404
+        )
+
+
+class SegmentsApiTestCase(BaseTestCase):
+    def test_it_creates_counts_updates_and_deletes(self) -> None:
+        self.make_contact("ann@example.com", tags=["vip"])
+        self.make_contact("bob@example.com", status="unsubscribed", tags=["vip"])
+        self.make_contact("cy@example.com")
+        rules = {"match": "all", "rules": [{"kind": "tag", "op": "has", "value": "vip"}]}
+        r = self.api("POST", "segments", {"name": "VIPs", "rules": rules})
+        self.assertEqual(r.status_code, 201, r.content)
+        code = r.json()["id"]
+        self.assertEqual(
+            self.api("GET", f"segments/{code}/count").json(), {"total": 2, "subscribed": 1}
+        )
+        r = self.api("PATCH", f"segments/{code}", {"rules": {"match": "all", "rules": []}})
+        self.assertEqual(r.status_code, 200)
+        self.assertEqual(self.api("GET", f"segments/{code}/count").json()["total"], 3)
+        self.assertEqual([s["name"] for s in self.api("GET", "segments").json()], ["VIPs"])
+        self.assertEqual(self.api("DELETE", f"segments/{code}").status_code, 200)
+        self.assertEqual(self.api("GET", f"segments/{code}").status_code, 404)
+
+    def test_a_malformed_rule_is_a_422_naming_it(self) -> None:
+        rules = {
+            "match": "all",
+            "rules": [
+                {"kind": "email", "op": "exists"},
+                {"kind": "tag", "op": "maybe", "value": "x"},
+            ],
+        }
+        r = self.api("POST", "segments", {"name": "Bad", "rules": rules})
+        self.assertEqual(r.status_code, 422)
+        self.assertEqual(r.json()["errors"][0]["field"], "rules.rules[1]")
+        self.assertIn("unknown operator", r.json()["message"])
+
+    def test_a_segment_whose_field_was_removed_reports_it(self) -> None:
+        from postroom.contacts.actions import create_field
+        from postroom.contacts.models import FieldDefinition
+
+        create_field(self.project, "age", "Age", "number")
+        rules = {"match": "all", "rules": [{"kind": "field", "key": "age", "op": "gt", "value": 3}]}
+        code = self.api("POST", "segments", {"name": "Adults", "rules": rules}).json()["id"]
+        FieldDefinition.objects.filter(key="age").delete()
+        r = self.api("GET", f"segments/{code}/count")
+        self.assertEqual(r.status_code, 409)
+        self.assertIn("no custom field 'age'", r.json()["message"])
+
+
+class OpenApiTestCase(BaseTestCase):
+    def test_the_schema_and_docs_render(self) -> None:
+        schema = self.client.get("/api/openapi.json").json()
+        self.assertIn("/api/v1/contacts", schema["paths"])
+        self.assertEqual(self.client.get("/api/docs").status_code, 200)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import io
+import json
+
+from django.core.management import call_command
+from django.test import override_settings
+
+from postroom.ops.models import WorkerHeartbeat
+from postroom.test import BaseTestCase
+
+
+def doctor(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    try:
+        call_command("doctor", *args, stdout=out)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, out.getvalue()
+
+
+class DoctorTestCase(BaseTestCase):
+    def test_it_fails_without_a_worker(self) -> None:
+        code, out = doctor()
+        self.assertEqual(code, 1)
+        self.assertIn("worker: no worker has ever run", out)
+        self.assertIn("database: ", out)
+        self.assertIn("migrations: all applied", out)
+
+    def test_it_passes_with_a_fresh_worker(self) -> None:
+        WorkerHeartbeat.objects.create(name="host:1")
+        code, out = doctor()
+        self.assertEqual(code, 0, out)
+        self.assertIn("1 running (host:1)", out)
+
+    def test_it_reports_as_json(self) -> None:
+        WorkerHeartbeat.objects.create(name="host:1")
+        code, out = doctor("--json")
+        names = [r["name"] for r in json.loads(out)]
+        self.assertEqual(names[:5], ["database", "migrations", "worker", "queues", "sender"])
+
+    @override_settings(SMTP_URL="", EMAIL_FILE_PATH="/tmp/x")
+    def test_it_warns_when_system_mail_has_no_relay(self) -> None:
+        WorkerHeartbeat.objects.create(name="host:1")
+        code, out = doctor()
+        self.assertEqual(code, 0)
+        self.assertIn("sender: no SMTP relay", out)
+
+    @override_settings(SITE_URL="example.com")
+    def test_it_fails_on_a_bad_site_url(self) -> None:
+        WorkerHeartbeat.objects.create(name="host:1")
+        code, out = doctor()
+        self.assertEqual(code, 1)
+        self.assertIn("postroom.E001", out)
