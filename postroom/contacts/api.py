@@ -15,10 +15,8 @@ GET    /api/v1/segments/{id}/count       {"total": N, "subscribed": M}
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Query, Router, Schema
 from ninja import Status as Reply
@@ -40,34 +38,18 @@ from postroom.contacts.schemas import (
 )
 from postroom.lib.apierrors import ApiError
 from postroom.lib.keyset import keyset_page
+from postroom.lib.scoping import get_in_project_or_404
 
 contacts_router = Router(tags=["contacts"], auth=secret_key_auth)
 segments_router = Router(tags=["segments"], auth=secret_key_auth)
 
 
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise Http404(f"No such {what}.") from None
-
-
 def _get_contact(request: HttpRequest, contact_id: str) -> Contact:
-    contact = Contact.objects.filter(
-        project=request.auth, code=_uuid(contact_id, "contact")
-    ).first()
-    if contact is None:
-        raise Http404("No such contact.")
-    return contact
+    return get_in_project_or_404(Contact, request.auth, contact_id, "contact")
 
 
 def _get_segment(request: HttpRequest, segment_id: str) -> Segment:
-    segment = Segment.objects.filter(
-        project=request.auth, code=_uuid(segment_id, "segment")
-    ).first()
-    if segment is None:
-        raise Http404("No such segment.")
-    return segment
+    return get_in_project_or_404(Segment, request.auth, segment_id, "segment")
 
 
 def contact_out(contact: Contact, tags: list[str] | None = None) -> dict:
