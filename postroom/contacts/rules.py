@@ -17,6 +17,7 @@ more class and one `register()` call from the app that owns the data; nothing he
 from __future__ import annotations
 
 import datetime as dt
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,15 @@ class RuleError(ValueError):
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
+    @property
+    def where(self) -> str:
+        """The path for people: "rules[1].rules[0]" -> "Rule 2 › rule 1"."""
+        numbers = [int(n) + 1 for n in re.findall(r"\[(\d+)\]", self.path)]
+        return " › ".join(f"rule {n}" for n in numbers).capitalize() or "The rules"
+
+    def for_people(self) -> str:
+        return f"{self.where}: {self.message}"
+
 
 @dataclass
 class Context:
@@ -76,7 +86,7 @@ def _text(path: str, value: Any) -> str:
 
 
 def _number(path: str, value: Any) -> int | float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or value is None or value == "":
         raise RuleError(path, "needs a number.")
     if isinstance(value, int | float):
         return value

@@ -116,14 +116,14 @@ def test_it_shows_an_invalid_rule_instead_of_a_count(
     set_rule(rule(page, "rules[0]"), "Created date", "within the last N days")
     expect(rule(page, "rules[0]").get_by_label("Value")).to_have_value("")
 
-    expect(count.locator(".error")).to_have_text("rules[0]: needs a number, not ''.")
+    expect(count.locator(".error")).to_have_text("Rule 1: needs a number.")
     expect(page.locator("#match-total")).to_have_count(0)
     expect(rule(page, "rules[0]")).to_have_class("rule invalid")
 
     page.locator("#id_name").fill("Recent")
     page.get_by_role("button", name="Save segment").click()
 
-    expect(page.locator("#rule-error")).to_have_text("rules[0]: needs a number, not ''.")
+    expect(page.locator("#rule-error")).to_have_text("Rule 1: needs a number.")
     expect(page.locator(".messages")).to_have_count(0)
     assert not Segment.objects.filter(project=project).exists()
     # The editor comes back with the rule as it was, outlined, ready to be fixed.
