@@ -83,6 +83,11 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error_response(request, exc.status_code, str(exc))
 
 
+@api.exception_handler(RecursionError)
+def on_too_deep(request: HttpRequest, exc: RecursionError) -> HttpResponse:
+    return error_response(request, 400, "The request body is nested too deeply.")
+
+
 @api.exception_handler(Http404)
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return error_response(request, 404, str(exc) or "Not found.")

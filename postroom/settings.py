@@ -8,6 +8,7 @@ and it works.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -21,7 +22,15 @@ SECRET_KEY = envsecret("SECRET_KEY") or persisted_secret(DATA_DIR / "secret_key"
 DEBUG = envbool("DEBUG", False)
 SITE_URL = envstr("SITE_URL", "http://localhost:8000").rstrip("/")
 SITE_NAME = envstr("SITE_NAME", "Postroom")
-ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "*").split(",") if h]
+# Default: the host of SITE_URL and the loopback names. Never "*": the Host header would then
+# be whatever a client sends.
+ALLOWED_HOSTS = [
+    h
+    for h in envstr(
+        "ALLOWED_HOSTS", f"{urlsplit(SITE_URL).hostname},localhost,127.0.0.1,[::1]"
+    ).split(",")
+    if h
+]
 CSRF_TRUSTED_ORIGINS = [SITE_URL] + [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 # Only trust X-Forwarded-For when a proxy we run sets it (used for login throttling).
 USE_X_FORWARDED_FOR = envbool("USE_X_FORWARDED_FOR", False)

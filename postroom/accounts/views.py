@@ -30,6 +30,12 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
+class PasswordResetView(auth_views.PasswordResetView):
+    # The link in the email is built from SITE_URL, never from the request's Host header
+    # (which a client chooses: a reset link pointing at an attacker's host leaks the token).
+    extra_email_context = {"site_url": settings.SITE_URL}
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send the user to their most recent project, or to create their first one."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -146,6 +149,8 @@ def clean_data(project: Project, data: Any, *, create_fields: bool) -> dict[str,
         if definition is None:
             if not create_fields:
                 raise ContactError(f"data.{key}", "there is no such custom field in this project.")
+            if isinstance(value, dict | list):
+                raise ContactError(f"data.{key}", "must be text, a number, a date or true/false.")
             definition = create_field(project, key, label=key, field_type=infer_field_type(value))
         try:
             cleaned[key] = definition.coerce(value)
@@ -154,13 +159,16 @@ def clean_data(project: Project, data: Any, *, create_fields: bool) -> dict[str,
     return cleaned
 
 
-def create_field(project: Project, key: str, label: str, field_type: str) -> FieldDefinition:
-    from django.utils.text import slugify
+# A letter, then letters, digits and single underscores: safe in JSON paths and templates.
+FIELD_KEY = re.compile(r"^[a-z](?:_?[a-z0-9])*$")
 
-    if slugify(key).replace("-", "_") != key or not key or len(key) > 64:
+
+def create_field(project: Project, key: str, label: str, field_type: str) -> FieldDefinition:
+    if not FIELD_KEY.match(key or "") or len(key) > 64:
         raise ContactError(
             f"data.{key}" if key else "key",
-            "a field key uses lower-case letters, digits and _ (at most 64).",
+            "a field key starts with a letter and uses lower-case letters, digits and single "
+            "underscores (at most 64), e.g. signup_date.",
         )
     if field_type not in FieldType.values:
         raise ContactError("type", f"must be one of {FieldType.values}.")
@@ -365,10 +373,12 @@ def apply_bulk(project: Project, kind: str, tag_name: str, ids: list[int]) -> in
 def bulk_on_selection(project: Project, kind: str, tag_name: str, codes: list[str]) -> int:
     """A bulk action on contacts picked by hand (one page at most): done in the request."""
     tag_name = validate_bulk(kind, tag_name)
-    ids = list(
-        Contact.objects.filter(project=project, code__in=codes[:500]).values_list("id", flat=True)
-    )
-    return apply_bulk(project, kind, tag_name, ids)
+    valid_codes = []
+    for code in codes[:500]:
+        with contextlib.suppress(ValueError):
+            valid_codes.append(uuid.UUID(str(code)))
+    contacts = Contact.objects.filter(project=project, code__in=valid_codes)
+    return apply_bulk(project, kind, tag_name, list(contacts.values_list("id", flat=True)))
 
 
 def queue_bulk_action(
@@ -385,8 +395,16 @@ def queue_bulk_action(
     )
 
 
+class LeaseLost(Exception):
+    """Another worker took the job over after this one's lease ran out: stop, change nothing."""
+
+
 def claim_bulk_action() -> BulkAction | None:
-    """Claim one pending bulk action, or one whose worker died (lease expired)."""
+    """Claim one pending bulk action, or one whose worker died (lease expired).
+
+    The claimed row's `lease_until` is this worker's token: every later write is conditional
+    on it, so a worker that stalled past its lease cannot overwrite its successor's work.
+    """
     now = timezone.now()
     candidates = BulkAction.objects.filter(
         Q(state=BulkAction.State.PENDING)
@@ -403,6 +421,13 @@ def claim_bulk_action() -> BulkAction | None:
     return None
 
 
+def _while_leased(action: BulkAction, **changes) -> None:
+    """Write `changes` only if this worker still holds the lease; else raise LeaseLost."""
+    held = BulkAction.objects.filter(pk=action.pk, lease_until=action.lease_until)
+    if held.update(**changes) != 1:
+        raise LeaseLost(str(action.code))
+
+
 def handle_one_bulk_action() -> bool:
     """Worker step: run one chunk of one bulk action. True when there was work."""
     action = claim_bulk_action()
@@ -410,11 +435,23 @@ def handle_one_bulk_action() -> bool:
         return False
     try:
         run_bulk_chunk(action)
+    except LeaseLost:
+        log.warning("bulk action %s: lease lost to another worker, chunk rolled back", action.code)
+    except (OperationalError, InterfaceError):
+        # The database is busy or went away: nothing was committed for this chunk. Leave the
+        # job RUNNING; its lease runs out and a worker (maybe this one) takes it up again.
+        log.warning("bulk action %s: database error, will retry", action.code, exc_info=True)
+        return False
     except Exception as e:
         log.exception("bulk action %s failed", action.code)
-        BulkAction.objects.filter(pk=action.pk).update(
-            state=BulkAction.State.FAILED, error=str(e)[:500], finished_at=timezone.now()
-        )
+        with contextlib.suppress(LeaseLost):
+            _while_leased(
+                action,
+                state=BulkAction.State.FAILED,
+                error=str(e)[:500],
+                finished_at=timezone.now(),
+                lease_until=None,
+            )
     return True
 
 
@@ -424,9 +461,7 @@ def run_bulk_chunk(action: BulkAction) -> None:
     if action.total is None:
         action.total = matching.count()
         action.started_at = timezone.now()
-        BulkAction.objects.filter(pk=action.pk).update(
-            total=action.total, started_at=action.started_at
-        )
+        _while_leased(action, total=action.total, started_at=action.started_at)
     page = matching.order_by("-id")
     if action.cursor is not None:
         page = page.filter(id__lt=action.cursor)
@@ -435,11 +470,13 @@ def run_bulk_chunk(action: BulkAction) -> None:
         if ids:
             apply_bulk(action.project, action.kind, action.tag_name, ids)
         done = len(ids) < BULK_CHUNK
-        BulkAction.objects.filter(pk=action.pk).update(
+        # The checkpoint commits with the chunk, or (lease lost) neither does.
+        _while_leased(
+            action,
             cursor=ids[-1] if ids else action.cursor,
             processed=action.processed + len(ids),
             state=BulkAction.State.DONE if done else BulkAction.State.RUNNING,
             finished_at=timezone.now() if done else None,
-            # Renew the lease for the next chunk (any worker may take it).
+            # Release: the next chunk goes to whichever worker claims it first.
             lease_until=None if done else timezone.now(),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from datetime import timedelta as td
 
@@ -151,13 +152,19 @@ class FieldDefinition(models.Model):
         if self.type == FieldType.NUMBER:
             if isinstance(value, bool):
                 raise ValueError(f"{self.key}: expected a number, got {value!r}.")
-            if isinstance(value, int | float):
-                return value
             try:
-                number = float(str(value).strip().replace(",", "."))
-            except ValueError:
+                number = float(
+                    value
+                    if isinstance(value, int | float)
+                    else str(value).strip().replace(",", ".")
+                )
+            except (ValueError, OverflowError):
                 raise ValueError(f"{self.key}: expected a number, got {value!r}.") from None
-            return int(number) if number.is_integer() else number
+            if not math.isfinite(number):
+                raise ValueError(f"{self.key}: expected a finite number, got {value!r}.")
+            if isinstance(value, int) and abs(value) < 2**53:
+                return value
+            return int(number) if number.is_integer() and abs(number) < 2**53 else number
         if self.type == FieldType.DATE:
             try:
                 return dt.date.fromisoformat(str(value).strip()[:10]).isoformat()
@@ -174,6 +181,8 @@ class FieldDefinition(models.Model):
             if text in ("0", "false", "no", "n", "off"):
                 return False
             raise ValueError(f"{self.key}: expected yes or no, got {value!r}.")
+        if isinstance(value, dict | list):
+            raise ValueError(f"{self.key}: expected text, got a nested value.")
         text = str(value)
         if len(text) > 2000:
             raise ValueError(f"{self.key}: longer than 2000 characters.")

@@ -17,6 +17,7 @@ more class and one `register()` call from the app that owns the data; nothing he
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -88,27 +89,36 @@ def _text(path: str, value: Any) -> str:
 def _number(path: str, value: Any) -> int | float:
     if isinstance(value, bool) or value is None or value == "":
         raise RuleError(path, "needs a number.")
-    if isinstance(value, int | float):
-        return value
     try:
-        number = float(str(value).strip())
-    except ValueError:
+        number = float(value if isinstance(value, int | float) else str(value).strip())
+    except (ValueError, OverflowError):
         raise RuleError(path, f"needs a number, not {value!r}.") from None
-    return int(number) if number.is_integer() else number
+    if not math.isfinite(number):
+        raise RuleError(path, f"needs a finite number, not {value!r}.")
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _days(path: str, value: Any) -> int:
     days = _number(path, value)
-    if days != int(days) or not 0 <= days <= 36500:
+    if not 0 <= days <= 36500 or days != int(days):
         raise RuleError(path, "needs a whole number of days between 0 and 36500.")
     return int(days)
 
 
 def _date(path: str, value: Any) -> dt.date:
     try:
-        return dt.date.fromisoformat(str(value).strip()[:10])
+        day = dt.date.fromisoformat(str(value).strip()[:10])
     except ValueError:
         raise RuleError(path, f"needs a date as YYYY-MM-DD, not {value!r}.") from None
+    # Bounded so that "after D" (D + 1 day) and time zone shifts never overflow.
+    if not 1900 <= day.year <= 9998:
+        raise RuleError(path, "needs a date between the years 1900 and 9998.")
+    return day
+
+
+def _local_midnight(day: dt.date) -> dt.datetime:
+    """The start of `day` in the site's time zone (TIME_ZONE), as an aware datetime."""
+    return timezone.make_aware(dt.datetime.combine(day, dt.time()))
 
 
 # --- condition kinds -----------------------------------------------------------------------
@@ -127,7 +137,7 @@ class ConditionKind(ABC):
         """Check the rule and return it normalised; raise RuleError naming what is wrong."""
         ops = self.operators_for(rule, ctx, path)
         op = rule.get("op")
-        if op not in ops:
+        if not isinstance(op, str) or op not in ops:
             raise RuleError(
                 path, f"unknown operator {op!r} for {self.label}; use one of {list(ops)}."
             )
@@ -236,9 +246,11 @@ class CreatedKind(ConditionKind):
             return Q(created_at__gte=timezone.now() - td(days=v))
         if op == "older_than_days":
             return Q(created_at__lt=timezone.now() - td(days=v))
-        day = dt.datetime.combine(dt.date.fromisoformat(v), dt.time(), tzinfo=dt.UTC)
-        # "before D" means before D starts; "after D" means after D ends.
-        return Q(created_at__lt=day) if op == "before" else Q(created_at__gte=day + td(days=1))
+        day = dt.date.fromisoformat(v)
+        # "before D" means before D starts; "after D" means after D ends (site time zone).
+        if op == "before":
+            return Q(created_at__lt=_local_midnight(day))
+        return Q(created_at__gte=_local_midnight(day + td(days=1)))
 
 
 class TagKind(ConditionKind):
@@ -318,8 +330,12 @@ class CustomFieldKind(ConditionKind):
             return data_lookup(key, field_type, lookup, value)
 
         if op in ("within_days", "older_than_days"):
-            since = (timezone.now().date() - td(days=v)).isoformat()
-            return compare("gte", since) if op == "within_days" else compare("lt", since)
+            today = timezone.localdate()
+            since = (today - td(days=v)).isoformat()
+            if op == "older_than_days":
+                return compare("lt", since)
+            # "Within the last N days" ends today: a renewal due next year is not in it.
+            return compare("gte", since) & compare("lte", today.isoformat())
         if field_type == FieldType.TEXT and op in TextColumn.operators:
             return self.text_q(compare, op, v, has)
         simple = {
@@ -331,8 +347,8 @@ class CustomFieldKind(ConditionKind):
             "lte": lambda: compare("lte", v),
             "before": lambda: compare("lt", v),
             "after": lambda: compare("gt", v),
-            "is_true": lambda: Q(**{f"data__{key}": True}),
-            "is_false": lambda: Q(**{f"data__{key}": False}),
+            "is_true": lambda: compare("exact", True),
+            "is_false": lambda: compare("exact", False),
             "exists": lambda: has,
             "not_exists": lambda: ~has,
         }
@@ -365,9 +381,16 @@ def data_lookup(key: str, field_type: str, lookup: str, value: Any) -> Q:
     Django's jsonb lookups, which no rewrite beat there.
     """
     if connection.vendor != "sqlite":
+        # Always name the lookup: "data__in__exact" reads "in" as a key, where a bare
+        # "data__in" would be the IN lookup. Keys are checked by actions.FIELD_KEY.
         return Q(**{f"data__{key}__{lookup}": value})
+    path = Value(f'$."{key}"')
+    if field_type == FieldType.BOOLEAN:
+        # JSON true/false are 1/0 to JSON_EXTRACT; JSON_TYPE tells them from numbers.
+        json_type = Func(F("data"), path, function="JSON_TYPE", output_field=TextField())
+        return Q(TextField().get_lookup("exact")(json_type, "true" if value else "false"))
     output = FloatField() if field_type == FieldType.NUMBER else TextField()
-    extracted = Func(F("data"), Value(f'$."{key}"'), function="JSON_EXTRACT", output_field=output)
+    extracted = Func(F("data"), path, function="JSON_EXTRACT", output_field=output)
     return Q(output.get_lookup(lookup)(extracted, value))
 
 
@@ -410,7 +433,7 @@ def _clean_group(node: Any, ctx: Context, path: str, depth: int, counter: list[i
     if depth > MAX_DEPTH:
         raise RuleError(path, f"groups nest at most {MAX_DEPTH} deep.")
     match = node.get("match", "all")
-    if match not in MATCHES:
+    if not isinstance(match, str) or match not in MATCHES:
         raise RuleError(path, f"'match' must be 'all' or 'any', not {match!r}.")
     rules = node.get("rules", [])
     if not isinstance(rules, list):
@@ -431,7 +454,8 @@ def _clean_group(node: Any, ctx: Context, path: str, depth: int, counter: list[i
 def _clean_condition(rule: Any, ctx: Context, path: str) -> dict:
     if not isinstance(rule, dict):
         raise RuleError(path, "a rule must be an object with 'kind' and 'op'.")
-    kind = CONDITION_KINDS.get(rule.get("kind"))
+    kind = rule.get("kind")
+    kind = CONDITION_KINDS.get(kind) if isinstance(kind, str) else None
     if kind is None:
         raise RuleError(
             path, f"unknown kind {rule.get('kind')!r}; use one of {list(CONDITION_KINDS)}."

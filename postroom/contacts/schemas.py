@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from ninja import Field, Schema
+from pydantic import StringConstraints
 
 
 class ContactIn(Schema):
@@ -58,13 +59,16 @@ class CountOut(Schema):
     subscribed: int
 
 
+SegmentName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
 class SegmentIn(Schema):
-    name: str = Field(min_length=1, max_length=100)
+    name: SegmentName
     rules: dict[str, Any]
 
 
 class SegmentPatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: SegmentName | None = None
     rules: dict[str, Any] | None = None
 
 

@@ -281,6 +281,16 @@ def suppression_delete(request: HttpRequest, suppression_id: int) -> HttpRespons
 # --- segments -----------------------------------------------------------------------------------
 
 
+def parse_tree(text: str, project) -> dict:
+    """The editor's JSON, parsed and cleaned; anything malformed becomes a RuleError."""
+    try:
+        return rules.clean_tree(json.loads(text), project)
+    except rules.RuleError:
+        raise
+    except (ValueError, TypeError, RecursionError):
+        raise rules.RuleError("", "the rules are not valid JSON.") from None
+
+
 @project_view
 def segments(request: HttpRequest) -> HttpResponse:
     items = Segment.objects.filter(project=request.project).order_by("name")
@@ -298,8 +308,8 @@ def segment_edit(request: HttpRequest, code=None) -> HttpResponse:
     rule_error = None
     if request.method == "POST" and form.is_valid():
         try:
-            tree = rules.clean_tree(json.loads(form.cleaned_data["rules"]), request.project)
-        except (ValueError, rules.RuleError) as e:
+            tree = parse_tree(form.cleaned_data["rules"], request.project)
+        except rules.RuleError as e:
             rule_error = e
         else:
             if segment is None:
@@ -335,15 +345,13 @@ def segment_count(request: HttpRequest) -> HttpResponse:
     """The editor's live figure and preview for the tree being edited (an htmx fragment)."""
     context: dict = {}
     try:
-        tree = rules.clean_tree(json.loads(request.POST.get("rules", "")), request.project)
+        tree = parse_tree(request.POST.get("rules", ""), request.project)
         matching = rules.segment_contacts(request.project, tree)
         context["counts"] = matching.aggregate(
             total=Count("id"), subscribed=Count("id", filter=Q(status=Status.SUBSCRIBED))
         )
         context["preview"] = list(matching.order_by("-id")[:10])
         context["contacts_url"] = reverse("contacts", kwargs={"project_code": request.project.code})
-    except json.JSONDecodeError:
-        context["error"] = rules.RuleError("", "the rules are not valid JSON.")
     except rules.RuleError as e:
         context["error"] = e
     except Exception:

@@ -80,6 +80,46 @@ class BulkTestCase(BaseTestCase):
         self.assertEqual((bulk.state, bulk.processed, bulk.total), ("done", 10, 10))
         self.assertEqual(ContactTag.objects.filter(tag__name="big").count(), 10)
 
+    def test_a_worker_that_lost_its_lease_changes_nothing(self) -> None:
+        bulk = queue_bulk_action(self.project, "tag", "late", ContactFilter(), self.alice)
+        stalled = actions.claim_bulk_action()
+        # The first worker stalls past its lease; a second one takes over and finishes.
+        BulkAction.objects.filter(pk=bulk.pk).update(lease_until=timezone.now() - td(seconds=1))
+        while handle_one_bulk_action():
+            pass
+        bulk.refresh_from_db()
+        self.assertEqual((bulk.state, bulk.processed), ("done", 10))
+        ContactTag.objects.filter(tag__name="late").delete()
+        # The stalled worker wakes up: its chunk and checkpoint are refused together.
+        with self.assertRaises(actions.LeaseLost):
+            actions.run_bulk_chunk(stalled)
+        bulk.refresh_from_db()
+        self.assertEqual((bulk.state, bulk.processed), ("done", 10))
+        self.assertFalse(ContactTag.objects.filter(tag__name="late").exists())
+
+    def test_a_database_error_leaves_the_action_to_retry(self) -> None:
+        from django.db import OperationalError
+
+        bulk = queue_bulk_action(self.project, "tag", "x", ContactFilter(), self.alice)
+        with mock.patch.object(actions, "apply_bulk", side_effect=OperationalError("locked")):
+            self.assertFalse(handle_one_bulk_action())
+        bulk.refresh_from_db()
+        self.assertEqual(bulk.state, "running")
+        BulkAction.objects.filter(pk=bulk.pk).update(lease_until=timezone.now() - td(seconds=1))
+        while handle_one_bulk_action():
+            pass
+        bulk.refresh_from_db()
+        self.assertEqual((bulk.state, bulk.processed), ("done", 10))
+
+    def test_malformed_codes_are_ignored(self) -> None:
+        codes = ["not-a-uuid", str(self.contacts[0].code)]
+        r = self.client.post(
+            self.url("contacts/bulk/"),
+            {"action": "tag", "bulk_tag": "t", "contact": codes, "scope": "selected"},
+        )
+        self.assertEqual(r.status_code, 302)
+        self.assertEqual(ContactTag.objects.filter(tag__name="t").count(), 1)
+
     def test_a_second_worker_cannot_claim_a_leased_action(self) -> None:
         queue_bulk_action(self.project, "delete", "", ContactFilter(), self.alice)
         first = actions.claim_bulk_action()

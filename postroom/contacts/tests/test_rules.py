@@ -176,6 +176,38 @@ class RulesTestCase(BaseTestCase):
         self.assertEqual(self.emails(tree({**f, "op": "is_false"})), {"bob@test.org"})
         self.assertEqual(self.emails(tree({**f, "op": "not_exists"})), {"cy@example.com"})
 
+    def test_keys_named_like_lookups_stay_keys(self) -> None:
+        create_field(self.project, "in", "In", "boolean")
+        create_field(self.project, "exact", "Exact", "number")
+        Contact.objects.filter(id=self.bob.id).update(data={"in": True, "exact": 5})
+        self.assertEqual(
+            self.emails(tree({"kind": "field", "key": "in", "op": "is_true"})), {"bob@test.org"}
+        )
+        self.assertEqual(
+            self.emails(tree({"kind": "field", "key": "exact", "op": "gt", "value": 4})),
+            {"bob@test.org"},
+        )
+
+    def test_within_the_last_days_excludes_the_future(self) -> None:
+        future = (timezone.localdate() + td(days=300)).isoformat()
+        Contact.objects.filter(id=self.bob.id).update(data={"renewal": future})
+        f = {"kind": "field", "key": "renewal", "op": "within_days", "value": 7}
+        self.assertEqual(self.emails(tree(f)), set())
+
+    def test_odd_values_are_rule_errors_not_crashes(self) -> None:
+        odd = [
+            tree({"kind": "field", "key": "age", "op": "gt", "value": "nan"}),
+            tree({"kind": "field", "key": "age", "op": "gt", "value": "inf"}),
+            tree({"kind": "created_at", "op": "within_days", "value": "inf"}),
+            tree({"kind": "created_at", "op": "after", "value": "9999-12-31"}),
+            tree({"kind": ["email"], "op": "exists"}),
+            tree({"kind": "email", "op": ["exists"]}),
+            {"match": [], "rules": []},
+        ]
+        for t in odd:
+            with self.assertRaises(RuleError, msg=str(t)):
+                clean_tree(t, self.project)
+
     def test_nested_groups(self) -> None:
         t = tree(
             {"kind": "tag", "op": "has", "value": "customer"},
