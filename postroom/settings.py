@@ -32,7 +32,8 @@ ALLOWED_HOSTS = [
     if h
 ]
 CSRF_TRUSTED_ORIGINS = [SITE_URL] + [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
-# Only trust X-Forwarded-For when a proxy we run sets it (used for login throttling).
+# Only trust X-Forwarded-For when a proxy we run sets it (used for login throttling); the
+# client address is then the entry our proxy appended, the last one.
 USE_X_FORWARDED_FOR = envbool("USE_X_FORWARDED_FOR", False)
 REGISTRATION_OPEN = envbool("REGISTRATION_OPEN", False)
 
@@ -113,9 +114,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Failed logins allowed per address and per client IP in LOGIN_THROTTLE_WINDOW seconds.
-LOGIN_THROTTLE_PER_EMAIL = envint("LOGIN_THROTTLE_PER_EMAIL", 5)
+# Failed logins allowed in LOGIN_THROTTLE_WINDOW seconds: per address from one client IP
+# (tight: stops guessing), per client IP (any addresses), and per address from anywhere
+# (loose, so that a stranger cannot lock the owner out with a few bad tries).
+LOGIN_THROTTLE_PER_EMAIL_AND_IP = envint("LOGIN_THROTTLE_PER_EMAIL_AND_IP", 5)
 LOGIN_THROTTLE_PER_IP = envint("LOGIN_THROTTLE_PER_IP", 30)
+LOGIN_THROTTLE_PER_EMAIL = envint("LOGIN_THROTTLE_PER_EMAIL", 50)
 LOGIN_THROTTLE_WINDOW = envint("LOGIN_THROTTLE_WINDOW", 900)
 
 SESSION_COOKIE_HTTPONLY = True

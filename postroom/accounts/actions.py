@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import smtplib
 from datetime import timedelta as td
 
 from django.conf import settings
@@ -67,7 +68,13 @@ def create_first_admin() -> tuple[str, str] | None:
     return email, password
 
 
+class InvitationNotSent(Exception):
+    pass
+
+
+@transaction.atomic
 def invite_member(project: Project, email: str, role: str, invited_by: User) -> Invitation:
+    """Create the invitation and email it; if the mail cannot go, nothing is kept."""
     invitation = Invitation.objects.create(
         project=project,
         email=email.strip().lower(),
@@ -80,13 +87,16 @@ def invite_member(project: Project, email: str, role: str, invited_by: User) -> 
         "url": f"{settings.SITE_URL}/invite/{invitation.token}/",
         "site_name": settings.SITE_NAME,
     }
-    send_mail(
-        subject=render_to_string("accounts/emails/invite-subject.txt", context).strip(),
-        message=render_to_string("accounts/emails/invite-body-text.txt", context),
-        html_message=render_to_string("accounts/emails/invite-body-html.html", context),
-        from_email=None,
-        recipient_list=[invitation.email],
-    )
+    try:
+        send_mail(
+            subject=one_line(render_to_string("accounts/emails/invite-subject.txt", context)),
+            message=render_to_string("accounts/emails/invite-body-text.txt", context),
+            html_message=render_to_string("accounts/emails/invite-body-html.html", context),
+            from_email=None,
+            recipient_list=[invitation.email],
+        )
+    except (OSError, smtplib.SMTPException) as e:
+        raise InvitationNotSent(f"The invitation email could not be sent: {e}") from e
     return invitation
 
 
@@ -104,9 +114,16 @@ def login_blocked_for(email: str, ip: str | None) -> int:
     """Seconds until another login may be tried for this address or IP; 0 when allowed."""
     window = td(seconds=settings.LOGIN_THROTTLE_WINDOW)
     since = timezone.now() - window
-    checks = [(LoginFailure.objects.filter(email=email.lower()), settings.LOGIN_THROTTLE_PER_EMAIL)]
+    email = email.lower()
+    checks = [(LoginFailure.objects.filter(email=email), settings.LOGIN_THROTTLE_PER_EMAIL)]
     if ip:
         checks.append((LoginFailure.objects.filter(ip=ip), settings.LOGIN_THROTTLE_PER_IP))
+        checks.append(
+            (
+                LoginFailure.objects.filter(email=email, ip=ip),
+                settings.LOGIN_THROTTLE_PER_EMAIL_AND_IP,
+            )
+        )
     wait = 0
     for failures, limit in checks:
         recent = list(

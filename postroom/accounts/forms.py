@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import ipaddress
+
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
@@ -8,11 +11,18 @@ from postroom.accounts.models import Role, User, one_line
 
 
 def client_ip(request) -> str | None:
-    from django.conf import settings
-
+    """The client's address: REMOTE_ADDR, or behind our proxy the entry it appended to
+    X-Forwarded-For (the last; earlier entries are whatever the client sent)."""
+    candidates = []
     if settings.USE_X_FORWARDED_FOR and request.META.get("HTTP_X_FORWARDED_FOR"):
-        return request.META["HTTP_X_FORWARDED_FOR"].split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR")
+        candidates.append(request.META["HTTP_X_FORWARDED_FOR"].split(",")[-1].strip())
+    candidates.append(request.META.get("REMOTE_ADDR", ""))
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
 
 
 class ThrottledLoginForm(AuthenticationForm):

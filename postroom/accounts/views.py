@@ -33,7 +33,9 @@ class LoginView(auth_views.LoginView):
 class PasswordResetView(auth_views.PasswordResetView):
     # The link in the email is built from SITE_URL, never from the request's Host header
     # (which a client chooses: a reset link pointing at an attacker's host leaks the token).
-    extra_email_context = {"site_url": settings.SITE_URL}
+    def form_valid(self, form):
+        self.extra_email_context = {"site_url": settings.SITE_URL}
+        return super().form_valid(form)
 
 
 @login_required
@@ -131,10 +133,14 @@ def invite(request: HttpRequest) -> HttpResponse:
     ).exists():
         messages.error(request, f"{form.cleaned_data['email']} is already a member.")
     else:
-        actions.invite_member(
-            request.project, form.cleaned_data["email"], form.cleaned_data["role"], request.user
-        )
-        messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+        try:
+            actions.invite_member(
+                request.project, form.cleaned_data["email"], form.cleaned_data["role"], request.user
+            )
+        except actions.InvitationNotSent as e:
+            messages.error(request, f"{e} Check POSTROOM_SMTP_URL (see System health).")
+        else:
+            messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
     return redirect("project_settings", project_code=request.project.code)
 
 
@@ -202,15 +208,30 @@ def accept_invite(request: HttpRequest, token: str) -> HttpResponse:
     invitation = Invitation.objects.select_related("project").filter(token=token).first()
     if invitation is None or not invitation.is_pending():
         raise Http404("This invitation does not exist, was used, or has expired.")
+    context = {"invitation": invitation}
     if request.user.is_authenticated:
-        if request.method == "POST":
+        # The invitation is for one address: an owner's invite must not be usable by whoever
+        # else gets hold of the link.
+        if request.user.email != invitation.email:
+            context["wrong_account"] = True
+        elif request.method == "POST":
             actions.accept_invitation(invitation, request.user)
             messages.success(request, f"You joined {invitation.project.name}.")
             return redirect("overview", project_code=invitation.project.code)
-        return render(request, "accounts/invite.html", {"invitation": invitation})
+        return render(request, "accounts/invite.html", context)
     if User.objects.filter(email=invitation.email).exists():
         return redirect(f"{reverse('login')}?next=/invite/{token}/")
-    form = SignupForm(request.POST or None, initial={"email": invitation.email})
+    return _sign_up_and_accept(request, invitation)
+
+
+def _sign_up_and_accept(request: HttpRequest, invitation: Invitation) -> HttpResponse:
+    """A new account for the invited address (and no other), then the membership."""
+    data = None
+    if request.method == "POST":
+        data = request.POST.copy()
+        data["email"] = invitation.email
+    form = SignupForm(data, initial={"email": invitation.email})
+    form.fields["email"].disabled = True
     if request.method == "POST" and form.is_valid():
         user = User.objects.create_user(
             form.cleaned_data["email"],

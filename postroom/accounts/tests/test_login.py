@@ -49,3 +49,49 @@ class LoginTestCase(BaseTestCase):
         r = self.client.post("/logout/")
         self.assertRedirects(r, "/login/")
         self.assertEqual(self.client.get("/").status_code, 302)
+
+
+class ClientIpTestCase(BaseTestCase):
+    def ip(self, **meta) -> str | None:
+        from django.test import RequestFactory
+
+        from postroom.accounts.forms import client_ip
+
+        return client_ip(RequestFactory().get("/", **meta))
+
+    def test_it_ignores_forwarded_for_unless_told(self) -> None:
+        self.assertEqual(
+            self.ip(HTTP_X_FORWARDED_FOR="9.9.9.9", REMOTE_ADDR="10.0.0.1"), "10.0.0.1"
+        )
+
+    @override_settings(USE_X_FORWARDED_FOR=True)
+    def test_it_takes_the_entry_our_proxy_appended(self) -> None:
+        self.assertEqual(
+            self.ip(HTTP_X_FORWARDED_FOR="6.6.6.6, 1.2.3.4", REMOTE_ADDR="10.0.0.1"), "1.2.3.4"
+        )
+
+    @override_settings(USE_X_FORWARDED_FOR=True)
+    def test_it_falls_back_on_a_malformed_entry(self) -> None:
+        self.assertEqual(
+            self.ip(HTTP_X_FORWARDED_FOR="not-an-ip", REMOTE_ADDR="10.0.0.1"), "10.0.0.1"
+        )
+
+
+class LockoutTestCase(BaseTestCase):
+    def test_failures_from_one_client_do_not_lock_the_owner_out_elsewhere(self) -> None:
+        for _ in range(6):
+            self.client.post(
+                "/login/", {"username": "alice@example.org", "password": "x"}, REMOTE_ADDR="6.6.6.6"
+            )
+        r = self.client.post(
+            "/login/",
+            {"username": "alice@example.org", "password": PASSWORD},
+            REMOTE_ADDR="6.6.6.6",
+        )
+        self.assertContains(r, "Too many failed logins")
+        r = self.client.post(
+            "/login/",
+            {"username": "alice@example.org", "password": PASSWORD},
+            REMOTE_ADDR="1.2.3.4",
+        )
+        self.assertEqual(r.status_code, 302)

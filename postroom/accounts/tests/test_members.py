@@ -76,3 +76,46 @@ class MembersTestCase(BaseTestCase):
         r = self.client.post(self.url(f"settings/members/{m.id}/remove/"))
         self.assertRedirects(r, "/", fetch_redirect_response=False)
         self.assertFalse(Membership.objects.filter(id=m.id).exists())
+
+
+class InvitationBindingTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        Invitation.objects.create(
+            project=self.project, email="dana@example.org", role=Role.OWNER, token="own"
+        )
+
+    def test_another_account_cannot_accept(self) -> None:
+        self.login(self.charlie)
+        self.assertContains(
+            self.client.get("/invite/own/"), "This invitation is for dana@example.org"
+        )
+        self.client.post("/invite/own/")
+        self.assertFalse(
+            Membership.objects.filter(project=self.project, user=self.charlie).exists()
+        )
+
+    def test_signing_up_keeps_the_invited_address(self) -> None:
+        self.client.post(
+            "/invite/own/",
+            {"email": "mallory@example.org", "name": "M", "password": "a long passphrase 9"},
+        )
+        self.assertFalse(User.objects.filter(email="mallory@example.org").exists())
+        self.assertTrue(
+            Membership.objects.filter(project=self.project, user__email="dana@example.org").exists()
+        )
+
+    def test_a_mail_failure_keeps_no_invitation(self) -> None:
+        from unittest import mock
+
+        self.login()
+        with mock.patch(
+            "postroom.accounts.actions.send_mail", side_effect=OSError("connection refused")
+        ):
+            r = self.client.post(
+                self.url("settings/invite/"),
+                {"email": "eve@example.org", "role": "member"},
+                follow=True,
+            )
+        self.assertContains(r, "could not be sent")
+        self.assertFalse(Invitation.objects.filter(email="eve@example.org").exists())

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 from django.core import mail
+from django.test import override_settings
 
 from postroom.test import PASSWORD, BaseTestCase
 
@@ -41,4 +42,22 @@ class PasswordTestCase(BaseTestCase):
     def test_it_does_not_reveal_unknown_addresses(self) -> None:
         r = self.client.post("/password/reset/", {"email": "nobody@example.org"})
         self.assertRedirects(r, "/password/reset/sent/")
+        self.assertEqual(len(mail.outbox), 0)
+
+
+class ResetLinkHostTestCase(BaseTestCase):
+    @override_settings(ALLOWED_HOSTS=["*"], SITE_URL="https://mail.example.com")
+    def test_the_link_uses_site_url_whatever_the_host_header(self) -> None:
+        self.client.post(
+            "/password/reset/", {"email": "alice@example.org"}, HTTP_HOST="evil.example"
+        )
+        body = mail.outbox[0].body
+        self.assertIn("https://mail.example.com/password/reset/", body)
+        self.assertNotIn("evil.example", body)
+
+    def test_an_unknown_host_is_refused(self) -> None:
+        r = self.client.post(
+            "/password/reset/", {"email": "alice@example.org"}, HTTP_HOST="evil.example"
+        )
+        self.assertEqual(r.status_code, 400)
         self.assertEqual(len(mail.outbox), 0)
