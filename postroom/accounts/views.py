@@ -38,6 +38,19 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().form_valid(form)
 
 
+def _show_key_once(request: HttpRequest, project, raw_key: str) -> None:
+    """Keep a new raw key in the session until its project's settings page shows it once."""
+    request.session["new_secret_key"] = {"project": str(project.code), "key": raw_key}
+
+
+def _pop_key_to_show(request: HttpRequest, project) -> str | None:
+    pending = request.session.get("new_secret_key")
+    if not isinstance(pending, dict) or pending.get("project") != str(project.code):
+        return None
+    del request.session["new_secret_key"]
+    return pending["key"]
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send the user to their most recent project, or to create their first one."""
@@ -53,7 +66,7 @@ def projects(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         project, raw_key = actions.create_project(form.cleaned_data["name"], request.user)
         messages.success(request, f"Project “{project.name}” created.")
-        request.session["new_secret_key"] = raw_key
+        _show_key_once(request, project, raw_key)
         return redirect("project_settings", project_code=project.code)
     memberships = (
         request.user.memberships.select_related("project")
@@ -70,7 +83,7 @@ def project_settings(request: HttpRequest) -> HttpResponse:
         "members": project.memberships.select_related("user").order_by("created_at"),
         "invitations": [i for i in project.invitations.filter(accepted_at=None) if i.is_pending()],
         "keys": project.api_keys.order_by("-created_at"),
-        "new_secret_key": request.session.pop("new_secret_key", None),
+        "new_secret_key": _pop_key_to_show(request, project),
         "project_form": ProjectForm(initial={"name": project.name}),
         "invite_form": InviteForm(can_invite_owner=request.membership.role == Role.OWNER),
         "key_form": KeyForm(),
@@ -100,7 +113,7 @@ def create_key(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Give the key a name (at most 100 characters).")
     else:
         _, raw = actions.create_secret_key(request.project, form.cleaned_data["name"], request.user)
-        request.session["new_secret_key"] = raw
+        _show_key_once(request, request.project, raw)
     return redirect("project_settings", project_code=request.project.code)
 
 

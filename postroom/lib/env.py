@@ -40,9 +40,16 @@ def persisted_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(50)
-    # Create with 0600 so only the owner can read it.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole to a private temporary file, then linked into place: a process starting
+    # at the same moment sees either no file or the complete one, and the first link wins.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
+        f.write(secrets.token_urlsafe(50))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process won; use its secret
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

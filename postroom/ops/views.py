@@ -4,6 +4,7 @@ import datetime as dt
 from datetime import timedelta as td
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -75,6 +76,9 @@ def _health_context() -> dict:
 
 @login_required
 def health_page(request: HttpRequest) -> HttpResponse:
+    # Hosts, paths and error texts are for operators (staff), not every project member.
+    if not request.user.is_staff:
+        raise PermissionDenied("System health is shown to Postroom administrators.")
     context = _health_context()
     template = "ops/_health_body.html" if request.htmx else "ops/health.html"
     response = render(request, template, context)
@@ -83,10 +87,14 @@ def health_page(request: HttpRequest) -> HttpResponse:
 
 
 def health_json(request: HttpRequest) -> JsonResponse:
-    """For load balancers and monitors: 200 when healthy, 503 when any check is an error."""
+    """For load balancers and monitors: 200 when healthy, 503 when any check is an error.
+
+    Anyone may ask; only staff get the messages (they name hosts, paths and errors)."""
     results = health.run_all()
     healthy = all(r.status != health.ERROR for r in results)
-    body = {"healthy": healthy, "checks": [r.__dict__ for r in results]}
+    detailed = request.user.is_authenticated and request.user.is_staff
+    checks = [r.__dict__ if detailed else {"name": r.name, "status": r.status} for r in results]
+    body = {"healthy": healthy, "checks": checks}
     response = JsonResponse(body, status=200 if healthy else 503)
     response["Cache-Control"] = "no-store"
     return response

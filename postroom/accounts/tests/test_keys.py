@@ -48,3 +48,13 @@ class KeysTestCase(BaseTestCase):
         self.project.refresh_from_db()
         self.assertNotEqual(self.project.public_key, old)
         self.assertTrue(self.project.public_key.startswith("pk_"))
+
+    def test_a_new_key_is_shown_only_on_its_own_projects_page(self) -> None:
+        self.login()
+        from postroom.accounts.models import Membership, Role
+
+        Membership.objects.create(project=self.charlies_project, user=self.alice, role=Role.ADMIN)
+        self.client.post(self.url("settings/keys/"), {"name": "Mine"})
+        other = self.client.get(self.url("settings/", project=self.charlies_project))
+        self.assertNotContains(other, 'id="new-secret-key"')
+        self.assertContains(self.client.get(self.url("settings/")), 'id="new-secret-key"')

@@ -36,3 +36,13 @@ def test_a_persisted_secret_is_made_once_and_private(tmp_path) -> None:
     assert persisted_secret(path) == first
     assert len(first) > 40
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_concurrent_first_starts_agree_on_one_secret(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "secret_key"
+    with ThreadPoolExecutor(8) as pool:
+        values = set(pool.map(lambda _: persisted_secret(path), range(16)))
+    assert len(values) == 1
+    assert list(tmp_path.iterdir()) == [path]

@@ -25,6 +25,23 @@ class OverviewTestCase(BaseTestCase):
 
 
 class HealthTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice.is_staff = True
+        self.alice.save()
+
+    def test_it_is_for_staff_only(self) -> None:
+        self.login(self.bob)
+        self.assertEqual(self.client.get("/health/").status_code, 403)
+
+    def test_the_public_json_has_no_details(self) -> None:
+        WorkerHeartbeat.objects.create(name="secret-host:42")
+        body = self.client.get("/health.json").json()
+        self.assertNotIn("secret-host", str(body))
+        self.assertEqual(set(body["checks"][0]), {"name", "status"})
+        self.login()
+        self.assertIn("secret-host", str(self.client.get("/health.json").json()))
+
     def test_it_shows_a_stopped_worker(self) -> None:
         self.login()
         r = self.client.get("/health/")

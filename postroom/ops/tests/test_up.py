@@ -145,3 +145,24 @@ def test_a_second_start_does_not_create_another_admin(postroom_up, tmp_path: Pat
     finally:
         if again.poll() is None:
             os.killpg(again.pid, signal.SIGKILL)
+
+
+def test_children_die_with_a_killed_up(postroom_up) -> None:
+    proc, port = postroom_up
+    read_until(proc, r"running at", [])
+    wait_for_http(f"http://127.0.0.1:{port}/login/")
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert len(children) == 2, children
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: the kernel must tell the children
+    proc.wait(timeout=5)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"still running after up was killed: {alive}"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
