@@ -153,3 +153,37 @@ class OpenApiTestCase(BaseTestCase):
         schema = self.client.get("/api/openapi.json").json()
         self.assertIn("/api/v1/contacts", schema["paths"])
         self.assertEqual(self.client.get("/api/docs").status_code, 200)
+
+
+class OddInputApiTestCase(BaseTestCase):
+    def test_nested_and_non_finite_values_are_422(self) -> None:
+        for data in ({"x": {"a": 1}}, {"x": [1, 2]}):
+            r = self.api("POST", "contacts", {"email": "a@example.com", "data": data})
+            self.assertEqual(r.status_code, 422, data)
+        self.api("POST", "contacts", {"email": "b@example.com", "data": {"n": 1}})
+        r = self.client.post(
+            "/api/v1/contacts",
+            '{"email": "c@example.com", "data": {"n": NaN}}',
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {self.secret_key}",
+        )
+        self.assertEqual(r.status_code, 422)
+        self.assertEqual(r.json()["errors"][0]["field"], "data.n")
+
+    def test_blank_segment_names_and_deep_rules_are_4xx(self) -> None:
+        r = self.api("POST", "segments", {"name": "   ", "rules": {"match": "all", "rules": []}})
+        self.assertEqual(r.status_code, 422)
+        deep = '{"name": "x", "rules": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        r = self.client.post(
+            "/api/v1/segments",
+            deep,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {self.secret_key}",
+        )
+        self.assertIn(r.status_code, (400, 422))
+        self.assertIn("message", r.json())
+
+    def test_field_keys_must_be_simple(self) -> None:
+        for key in ("a__b", "2024", "Bad", "_x"):
+            r = self.api("POST", "contacts", {"email": "a@example.com", "data": {key: 1}})
+            self.assertEqual(r.status_code, 422, key)

@@ -55,3 +55,12 @@ class SegmentViewsTestCase(BaseTestCase):
         segment = Segment.objects.create(project=self.project, name="x", rules=VIP)
         self.client.post(self.url(f"segments/{segment.code}/delete/"))
         self.assertFalse(Segment.objects.exists())
+
+    def test_garbage_rules_are_an_error_not_a_crash(self) -> None:
+        for garbage in ("[" * 100_000, "{oops", '{"match": [], "rules": []}', '"x"'):
+            r = self.client.post(self.url("segments/new/"), {"name": "x", "rules": garbage})
+            self.assertEqual(r.status_code, 200)
+            self.assertContains(r, 'id="rule-error"')
+            r = self.client.post(self.url("segments/count/"), {"rules": garbage})
+            self.assertContains(r, "badge error")
+        self.assertFalse(Segment.objects.exists())
