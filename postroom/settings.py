@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "postroom.accounts",
     "postroom.contacts",
+    "postroom.delivery",
     "postroom.ops",
 ]
 

@@ -18,11 +18,14 @@ from django.utils import timezone
 
 from postroom.accounts.actions import prune_login_failures
 from postroom.contacts.actions import handle_one_bulk_action
+from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.ops.models import WorkerHeartbeat
 
 log = logging.getLogger("postroom.worker")
 
 STEPS: list[Callable[[], bool]] = [
+    requeue_due,
+    handle_one_send_batch,
     handle_one_bulk_action,
 ]
 

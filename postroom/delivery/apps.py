@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DeliveryConfig(AppConfig):
+    name = "postroom.delivery"
+    label = "delivery"
+
+    def ready(self) -> None:
+        from postroom.delivery import signals  # noqa: F401  (gives new projects a Mailbox)

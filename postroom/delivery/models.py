@@ -1,0 +1,209 @@
+"""The delivery ledger and senders.
+
+An Email is what is sent (subject, from, bodies), shared by all its recipients; a Message is
+one recipient of one Email: the ledger row that is also the work queue (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta as td
+
+from django.db import models
+from django.utils import timezone
+
+from postroom.accounts.models import Project
+from postroom.lib.crypto import decrypt, encrypt
+
+
+class Sender(models.Model):
+    """Where a project's mail goes out: the built-in Mailbox, or an SMTP relay."""
+
+    class Kind(models.TextChoices):
+        MAILBOX = "mailbox", "Mailbox (kept in Postroom, nothing leaves)"
+        SMTP = "smtp", "SMTP relay"
+
+    class Security(models.TextChoices):
+        STARTTLS = "starttls", "STARTTLS"
+        TLS = "tls", "TLS (implicit, port 465)"
+        NONE = "none", "None (plain text: loopback only)"
+
+    class Unknown(models.TextChoices):
+        RESEND = "resend", "Send again (may duplicate)"
+        HOLD = "hold", "Hold for review"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="senders")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MAILBOX)
+    is_default = models.BooleanField(default=False)
+    from_email = models.CharField(max_length=254)
+    from_name = models.CharField(max_length=100, blank=True)
+    # Other From domains this sender may use, comma-separated ("example.com, news.example.com").
+    from_domains = models.CharField(max_length=500, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.STARTTLS)
+    username = models.CharField(max_length=255, blank=True)
+    password_encrypted = models.TextField(blank=True)
+    timeout = models.PositiveIntegerField(default=30)
+    # Limits counted from the ledger (see delivery.limits); empty means no limit.
+    per_second = models.PositiveIntegerField(null=True, blank=True)
+    per_minute = models.PositiveIntegerField(null=True, blank=True)
+    per_hour = models.PositiveIntegerField(null=True, blank=True)
+    per_day = models.PositiveIntegerField(null=True, blank=True)
+    # What to do with messages whose fate is unknown after a worker crash (in flight).
+    on_unknown = models.CharField(max_length=10, choices=Unknown.choices, default=Unknown.RESEND)
+    # Set when the relay refuses our login or cannot be reached: sending stops until fixed.
+    paused_reason = models.CharField(max_length=500, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def password(self) -> str:
+        return decrypt(self.password_encrypted)
+
+    @password.setter
+    def password(self, value: str) -> None:
+        self.password_encrypted = encrypt(value)
+
+    def limits(self) -> list[tuple[td, int]]:
+        """(window, most messages in it) for every limit that is set."""
+        windows = [
+            (td(seconds=1), self.per_second),
+            (td(minutes=1), self.per_minute),
+            (td(hours=1), self.per_hour),
+            (td(days=1), self.per_day),
+        ]
+        return [(w, n) for w, n in windows if n]
+
+    def allowed_domains(self) -> set[str]:
+        domains = {d.strip().lower() for d in self.from_domains.split(",") if d.strip()}
+        domains.add(self.from_email.rsplit("@", 1)[-1].lower())
+        return domains
+
+
+class Email(models.Model):
+    """One piece of mail as written: shared by every recipient it goes to."""
+
+    class Kind(models.TextChoices):
+        TRANSACTIONAL = "transactional", "Transactional"
+        TEST = "test", "Test"
+        CAMPAIGN = "campaign", "Campaign"
+        AUTOMATION = "automation", "Automation"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="emails")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=15, choices=Kind.choices)
+    sender = models.ForeignKey(Sender, models.PROTECT, related_name="emails")
+    from_email = models.CharField(max_length=254)
+    from_name = models.CharField(max_length=100, blank=True)
+    reply_to = models.CharField(max_length=254, blank=True)
+    subject = models.CharField(max_length=998)
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class Message(models.Model):
+    """One recipient of one Email: its state, attempts and the relay's last answer."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DEFERRED = "deferred", "Deferred"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Priority(models.IntegerChoices):
+        # Lower goes first: transactional before automation before campaign (DESIGN.md).
+        TRANSACTIONAL = 0, "Transactional"
+        AUTOMATION = 1, "Automation"
+        CAMPAIGN = 2, "Campaign"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="messages", db_index=False)
+    email = models.ForeignKey(Email, models.CASCADE, related_name="messages")
+    sender = models.ForeignKey(Sender, models.PROTECT, related_name="messages", db_index=False)
+    contact = models.ForeignKey(
+        "contacts.Contact", models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    to_email = models.CharField(max_length=254)
+    to_name = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.CAMPAIGN)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The claim: a worker's token and how long it holds the row (see delivery.sending).
+    claim = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_response = models.CharField(max_length=500, blank=True)
+    provider_id = models.CharField(max_length=255, blank=True)
+    # Set when a crash left the message in flight and it was sent again.
+    maybe_duplicate = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    LEASE = td(minutes=5)
+
+    class Meta:
+        indexes = [
+            # The send loop's claim: due work of one sender, most urgent first.
+            models.Index(
+                fields=["sender", "state", "priority", "id"], name="delivery_message_queue"
+            ),
+            # Rate limits count what a sender sent in a window (delivery.limits).
+            models.Index(fields=["sender", "sent_at"], name="delivery_message_sent"),
+            # Message lists of a project, newest first.
+            models.Index(fields=["project", "id"], name="delivery_message_page"),
+            # delivery.sending.requeue_due: deferred messages whose next attempt is due, and
+            # claims whose worker died (lease expired).
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(state="deferred"),
+                name="delivery_message_deferred",
+            ),
+            models.Index(
+                fields=["lease_until"],
+                condition=models.Q(state="sending"),
+                name="delivery_message_inflight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.to_email} ({self.state})"
+
+    def message_id(self, domain: str) -> str:
+        """A stable Message-ID from (email, recipient): a resend is recognisable downstream."""
+        digest = hashlib.sha256(f"{self.email.code}:{self.to_email}".encode()).hexdigest()[:24]
+        return f"<{digest}.{self.email.code.hex[:12]}@{domain}>"
+
+
+class MailboxMessage(models.Model):
+    """A message the Mailbox sender kept instead of sending: the dashboard inbox."""
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="mailbox", db_index=False)
+    message = models.OneToOneField(Message, models.CASCADE, related_name="mailbox_copy")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    raw = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "id"], name="delivery_mailbox_page")]
+
+    def __str__(self) -> str:
+        return f"mailbox copy of {self.message_id}"

@@ -1,0 +1,183 @@
+"""The send loop: claim due messages in batches, hand them to the sender, record the outcomes.
+
+A claim is one conditional UPDATE (SQLite: inside an IMMEDIATE transaction, which holds the
+write lock; PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED), stamping the rows with a fresh
+claim token and a lease. Every write of results is conditional on that token, so a worker
+that stalled past its lease cannot overwrite what its successor recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta as td
+
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from postroom.delivery.limits import capacity
+from postroom.delivery.mime import build_mime
+from postroom.delivery.models import Message, Sender
+from postroom.delivery.transports import transport_for
+from postroom.delivery.transports.base import DEFERRED, SENT, Outcome, SenderUnavailable
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+# Deferred retries wait 1, 2, 4 ... minutes, at most 6 hours; after MAX_ATTEMPTS, give up.
+BACKOFF_BASE = td(minutes=1)
+BACKOFF_CAP = td(hours=6)
+MAX_ATTEMPTS = 10
+# A paused sender (login refused, host down) is tried again after this long.
+PAUSE_RETRY = td(minutes=5)
+
+IN_FLIGHT_RESENT = "In flight when a worker stopped; sent again (may be a duplicate)."
+IN_FLIGHT_HELD = "In flight when a worker stopped; held for review (it may have been delivered)."
+
+
+def backoff(attempts: int) -> td:
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+
+
+def requeue_due() -> bool:
+    """Worker step: deferred messages whose time has come, and claims whose worker died."""
+    now = timezone.now()
+    due = Message.objects.filter(state=Message.State.DEFERRED, next_attempt_at__lte=now)
+    moved = due.update(state=Message.State.QUEUED, next_attempt_at=None, updated_at=now)
+    stale = Message.objects.filter(state=Message.State.SENDING, lease_until__lt=now)
+    moved += stale.filter(sender__on_unknown=Sender.Unknown.RESEND).update(
+        state=Message.State.QUEUED,
+        claim=None,
+        lease_until=None,
+        maybe_duplicate=True,
+        last_response=IN_FLIGHT_RESENT,
+        updated_at=now,
+    )
+    moved += stale.filter(sender__on_unknown=Sender.Unknown.HOLD).update(
+        state=Message.State.FAILED,
+        claim=None,
+        lease_until=None,
+        last_response=IN_FLIGHT_HELD,
+        updated_at=now,
+    )
+    return moved > 0
+
+
+def senders_with_work(now) -> QuerySet[Sender]:
+    queued = Message.objects.filter(sender=OuterRef("pk"), state=Message.State.QUEUED)
+    not_paused = Q(paused_reason="") | Q(paused_at__lt=now - PAUSE_RETRY)
+    return Sender.objects.filter(not_paused).filter(Exists(queued)).order_by("id")
+
+
+def claim_batch(sender: Sender, limit: int) -> tuple[uuid.UUID, list[Message]]:
+    """Claim up to `limit` queued messages of `sender`, most urgent first."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    with transaction.atomic():
+        due = Message.objects.filter(sender=sender, state=Message.State.QUEUED)
+        due = due.order_by("priority", "id")
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.values_list("id", flat=True)[:limit])
+        if not ids:
+            return token, []
+        Message.objects.filter(id__in=ids, state=Message.State.QUEUED).update(
+            state=Message.State.SENDING,
+            claim=token,
+            lease_until=now + Message.LEASE,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    batch = Message.objects.filter(claim=token).select_related("email").order_by("priority", "id")
+    return token, list(batch)
+
+
+def handle_one_send_batch() -> bool:
+    """Worker step: send one batch for the first sender that has due work and room."""
+    now = timezone.now()
+    for sender in senders_with_work(now):
+        room = capacity(sender, now)
+        if room == 0:
+            continue
+        token, batch = claim_batch(sender, BATCH_SIZE if room is None else min(BATCH_SIZE, room))
+        if batch:
+            send_batch(sender, token, batch)
+            return True
+    return False
+
+
+def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
+    transport = transport_for(sender)
+    outcomes: dict[int, Outcome] = {}
+    unavailable = None
+    try:
+        transport.open()
+        for message in batch:
+            raw = build_mime(message.email, message)
+            outcomes[message.id] = transport.send(message, message.email.from_email, raw)
+    except SenderUnavailable as e:
+        unavailable = str(e)
+    finally:
+        transport.close()
+    record_outcomes(token, batch, outcomes)
+    if unavailable:
+        pause_sender(sender, unavailable)
+        release_unsent(token, [m for m in batch if m.id not in outcomes], unavailable)
+    elif sender.paused_reason:
+        Sender.objects.filter(pk=sender.pk).update(paused_reason="", paused_at=None)
+
+
+def record_outcomes(token: uuid.UUID, batch: list[Message], outcomes: dict[int, Outcome]) -> None:
+    """Write every result in one statement, only onto rows this claim still holds."""
+    now = timezone.now()
+    changed = []
+    for message in batch:
+        outcome = outcomes.get(message.id)
+        if outcome is None:
+            continue
+        message.last_response = outcome.response
+        message.updated_at = now
+        message.claim = None
+        message.lease_until = None
+        if outcome.status == SENT:
+            message.state, message.sent_at = Message.State.SENT, now
+            message.provider_id = outcome.provider_id[:255]
+        elif outcome.status == DEFERRED and message.attempts < MAX_ATTEMPTS:
+            message.state = Message.State.DEFERRED
+            message.next_attempt_at = now + backoff(message.attempts)
+        else:
+            message.state = Message.State.FAILED
+            if outcome.status == DEFERRED:
+                message.last_response = (
+                    f"Gave up after {message.attempts} attempts: {outcome.response}"[:500]
+                )
+        changed.append(message)
+    fields = [
+        "state",
+        "sent_at",
+        "provider_id",
+        "next_attempt_at",
+        "last_response",
+        "claim",
+        "lease_until",
+        "updated_at",
+    ]
+    Message.objects.filter(claim=token).bulk_update(changed, fields, batch_size=500)
+
+
+def release_unsent(token: uuid.UUID, unsent: list[Message], reason: str) -> None:
+    """The sender could not take these: back to the queue, the attempt not counted."""
+    Message.objects.filter(claim=token, id__in=[m.id for m in unsent]).update(
+        state=Message.State.QUEUED,
+        claim=None,
+        lease_until=None,
+        attempts=F("attempts") - 1,
+        last_response=f"Not sent: {reason}"[:500],
+        updated_at=timezone.now(),
+    )
+
+
+def pause_sender(sender: Sender, reason: str) -> None:
+    log.warning("sender %s paused: %s", sender.code, reason)
+    Sender.objects.filter(pk=sender.pk).update(paused_reason=reason[:500], paused_at=timezone.now())

@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import email
+from datetime import timedelta as td
+from unittest import mock
+
+from django.utils import timezone
+
+from postroom.delivery import sending
+from postroom.delivery.actions import default_sender, send_test_email
+from postroom.delivery.models import Email, MailboxMessage, Message, Sender
+from postroom.delivery.sending import claim_batch, handle_one_send_batch, requeue_due
+from postroom.delivery.tests.smtpserver import SmtpServer
+from postroom.test import BaseTestCase
+
+
+def drain() -> int:
+    steps = 0
+    while handle_one_send_batch():
+        steps += 1
+    return steps
+
+
+class SendingTestCase(BaseTestCase):
+    def smtp_sender(self, port: int, **kw) -> Sender:
+        return Sender.objects.create(
+            project=self.project,
+            name="Relay",
+            kind=Sender.Kind.SMTP,
+            host="127.0.0.1",
+            port=port,
+            security=Sender.Security.NONE,
+            from_email="news@example.com",
+            timeout=5,
+            **kw,
+        )
+
+    def queue(
+        self, sender: Sender, *recipients: str, priority=Message.Priority.CAMPAIGN
+    ) -> list[Message]:
+        em = Email.objects.create(
+            project=self.project,
+            kind=Email.Kind.CAMPAIGN,
+            sender=sender,
+            from_email=sender.from_email,
+            subject="Hello\r\nBcc: evil@example.com",
+            text="Plain body",
+            html="<p>HTML body</p>",
+        )
+        return [
+            Message.objects.create(
+                project=self.project, email=em, sender=sender, to_email=r, priority=priority
+            )
+            for r in recipients
+        ]
+
+    def test_every_project_starts_with_a_mailbox_that_sends(self) -> None:
+        sender = default_sender(self.project)
+        self.assertEqual(sender.kind, Sender.Kind.MAILBOX)
+        message = send_test_email(self.project, sender, "Ann@Example.com", self.alice)
+        drain()
+        message.refresh_from_db()
+        self.assertEqual(message.state, Message.State.SENT)
+        parsed = email.message_from_bytes(bytes(MailboxMessage.objects.get(message=message).raw))
+        self.assertEqual(parsed["To"], "ann@example.com")
+        self.assertIn("test email", parsed.get_payload(decode=True).decode())
+
+    def test_smtp_outcomes_per_recipient(self) -> None:
+        with SmtpServer() as server:
+            sender = self.smtp_sender(server.port)
+            ok, defer, reject = self.queue(
+                sender, "ok@example.org", "defer@example.org", "reject@example.org"
+            )
+            drain()
+        for m in (ok, defer, reject):
+            m.refresh_from_db()
+        self.assertEqual((ok.state, ok.provider_id), (Message.State.SENT, "Q1"))
+        self.assertIn("250 2.0.0 Ok: queued as Q1", ok.last_response)
+        self.assertEqual(defer.state, Message.State.DEFERRED)
+        self.assertIn("451", defer.last_response)
+        self.assertGreater(defer.next_attempt_at, timezone.now())
+        self.assertEqual(reject.state, Message.State.FAILED)
+        self.assertIn("550 5.1.1 No such user", reject.last_response)
+        self.assertEqual([r for r, _ in server.received], ["ok@example.org"])
+
+    def test_headers_never_carry_injected_lines(self) -> None:
+        with SmtpServer() as server:
+            self.queue(self.smtp_sender(server.port), "ok@example.org")
+            drain()
+        parsed = email.message_from_bytes(server.received[0][1])
+        self.assertEqual(parsed["Subject"], "Hello Bcc: evil@example.com")
+        self.assertIsNone(parsed["Bcc"])
+        self.assertTrue(parsed["Message-ID"].endswith("@example.com>"))
+        parts = {
+            p.get_content_type(): p.get_payload(decode=True).decode()
+            for p in parsed.walk()
+            if not p.is_multipart()
+        }
+        self.assertIn("Plain body", parts["text/plain"])
+        self.assertIn("<p>HTML body</p>", parts["text/html"])
+
+    def test_a_dropped_connection_defers_and_the_next_message_reconnects(self) -> None:
+        with SmtpServer() as server:
+            hang, ok = self.queue(
+                self.smtp_sender(server.port), "hangup@example.org", "ok@example.org"
+            )
+            drain()
+        hang.refresh_from_db()
+        ok.refresh_from_db()
+        self.assertEqual(hang.state, Message.State.DEFERRED)
+        self.assertEqual(ok.state, Message.State.SENT)
+        self.assertGreaterEqual(server.handler.sessions, 2)
+
+    def test_a_refused_login_pauses_the_sender_and_fails_nobody(self) -> None:
+        with SmtpServer(require_auth=True) as server:
+            sender = self.smtp_sender(server.port, username="u")
+            sender.password = "wrong"
+            sender.save()
+            (m,) = self.queue(sender, "ok@example.org")
+            drain()
+            m.refresh_from_db()
+            sender.refresh_from_db()
+            self.assertEqual((m.state, m.attempts), (Message.State.QUEUED, 0))
+            self.assertIn("login refused", sender.paused_reason)
+            # Fixed password; once the pause has run out, sending resumes by itself.
+            sender.password = "right"
+            sender.paused_at = timezone.now() - td(hours=1)
+            sender.save()
+            drain()
+        m.refresh_from_db()
+        sender.refresh_from_db()
+        self.assertEqual(m.state, Message.State.SENT)
+        self.assertEqual(sender.paused_reason, "")
+
+    def test_an_unreachable_host_pauses_too(self) -> None:
+        from postroom.delivery.tests.smtpserver import free_port
+
+        sender = self.smtp_sender(free_port())
+        (m,) = self.queue(sender, "ok@example.org")
+        drain()
+        sender.refresh_from_db()
+        m.refresh_from_db()
+        self.assertIn("cannot connect", sender.paused_reason)
+        self.assertEqual(m.state, Message.State.QUEUED)
+
+    def test_transactional_mail_goes_first(self) -> None:
+        sender = default_sender(self.project)
+        campaign = self.queue(sender, *[f"c{i}@example.org" for i in range(3)])
+        (urgent,) = self.queue(sender, "t@example.org", priority=Message.Priority.TRANSACTIONAL)
+        _, batch = claim_batch(sender, 2)
+        self.assertEqual([m.id for m in batch], [urgent.id, campaign[0].id])
+
+    def test_deferred_messages_back_off_then_give_up(self) -> None:
+        with SmtpServer() as server:
+            sender = self.smtp_sender(server.port)
+            (m,) = self.queue(sender, "defer@example.org")
+            delays = []
+            for _ in range(sending.MAX_ATTEMPTS):
+                Message.objects.filter(pk=m.pk).update(
+                    next_attempt_at=timezone.now() - td(seconds=1)
+                )
+                requeue_due()
+                drain()
+                m.refresh_from_db()
+                if m.state == Message.State.DEFERRED:
+                    delays.append(round((m.next_attempt_at - m.updated_at).total_seconds() / 60))
+        self.assertEqual(delays[:4], [1, 2, 4, 8])
+        self.assertEqual(max(delays), 256)
+        self.assertEqual((m.state, m.attempts), (Message.State.FAILED, sending.MAX_ATTEMPTS))
+        self.assertIn("Gave up after 10 attempts", m.last_response)
+
+    def test_a_stale_claim_is_resent_and_marked(self) -> None:
+        sender = default_sender(self.project)
+        (m,) = self.queue(sender, "a@example.org")
+        claim_batch(sender, 10)  # a worker claims, then dies
+        Message.objects.filter(pk=m.pk).update(lease_until=timezone.now() - td(seconds=1))
+        self.assertTrue(requeue_due())
+        drain()
+        m.refresh_from_db()
+        self.assertEqual(m.state, Message.State.SENT)
+        self.assertTrue(m.maybe_duplicate)
+
+    def test_a_sender_may_hold_stale_claims_for_review(self) -> None:
+        sender = default_sender(self.project)
+        Sender.objects.filter(pk=sender.pk).update(on_unknown=Sender.Unknown.HOLD)
+        (m,) = self.queue(sender, "a@example.org")
+        claim_batch(sender, 10)
+        Message.objects.filter(pk=m.pk).update(lease_until=timezone.now() - td(seconds=1))
+        requeue_due()
+        m.refresh_from_db()
+        self.assertEqual(m.state, Message.State.FAILED)
+        self.assertIn("held for review", m.last_response)
+
+    def test_a_worker_that_lost_its_claim_records_nothing(self) -> None:
+        sender = default_sender(self.project)
+        (m,) = self.queue(sender, "a@example.org")
+        token, batch = claim_batch(sender, 10)
+        # Its lease runs out; another worker requeues and sends the message.
+        Message.objects.filter(pk=m.pk).update(lease_until=timezone.now() - td(seconds=1))
+        requeue_due()
+        drain()
+        from postroom.delivery.transports.base import DEFERRED, Outcome
+
+        sending.record_outcomes(token, batch, {m.id: Outcome(DEFERRED, "451 late answer")})
+        m.refresh_from_db()
+        self.assertEqual(m.state, Message.State.SENT)
+        self.assertNotIn("late answer", m.last_response)
+
+    def test_rate_limits_count_the_ledger(self) -> None:
+        sender = default_sender(self.project)
+        Sender.objects.filter(pk=sender.pk).update(per_minute=3)
+        self.queue(sender, *[f"r{i}@example.org" for i in range(5)])
+        drain()
+        self.assertEqual(Message.objects.filter(state=Message.State.SENT).count(), 3)
+        # A restart forgets nothing: the ledger still says 3 were sent this minute.
+        with mock.patch.object(sending, "BATCH_SIZE", 100):
+            self.assertFalse(handle_one_send_batch())
+        Message.objects.filter(state=Message.State.SENT).update(
+            sent_at=timezone.now() - td(minutes=2)
+        )
+        drain()
+        self.assertEqual(Message.objects.filter(state=Message.State.SENT).count(), 5)
