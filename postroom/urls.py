@@ -3,6 +3,7 @@ from django.urls import include, path
 from postroom.accounts import urls as accounts_urls
 from postroom.api import api
 from postroom.contacts import urls as contacts_urls
+from postroom.delivery import urls as delivery_urls
 from postroom.ops import urls as ops_urls
 
 # Everything under /p/<project>/ is resolved to request.project by accounts.project_view.
@@ -10,6 +11,7 @@ project_urlpatterns = [
     *ops_urls.project_urlpatterns,
     *accounts_urls.project_urlpatterns,
     *contacts_urls.project_urlpatterns,
+    *delivery_urls.project_urlpatterns,
 ]
 
 urlpatterns = [

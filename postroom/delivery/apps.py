@@ -6,4 +6,4 @@ class DeliveryConfig(AppConfig):
     label = "delivery"
 
     def ready(self) -> None:
-        from postroom.delivery import signals  # noqa: F401  (gives new projects a Mailbox)
+        from postroom.delivery import signals, timeline  # noqa: F401  (register hooks)

@@ -14,6 +14,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from postroom.contacts.models import BulkAction
+from postroom.delivery.models import Message, Sender
 from postroom.ops.models import WorkerHeartbeat
 
 OK, WARNING, ERROR = "ok", "warning", "error"
@@ -69,14 +70,26 @@ def check_worker() -> Result:
     )
 
 
+def _depth(qs, field: str) -> dict:
+    oldest = qs.aggregate(oldest=Min(field))["oldest"]
+    age = int((timezone.now() - oldest).total_seconds()) if oldest else 0
+    return {"count": qs.count(), "oldest_seconds": age}
+
+
 def queue_depth() -> dict:
     """Queued work per queue: how many and how old the oldest is, in seconds."""
-    pending = BulkAction.objects.filter(
-        state__in=[BulkAction.State.PENDING, BulkAction.State.RUNNING]
-    )
-    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
-    age = int((timezone.now() - oldest).total_seconds()) if oldest else 0
-    return {"bulk_actions": {"count": pending.count(), "oldest_seconds": age}}
+    return {
+        "messages": _depth(Message.objects.filter(state=Message.State.QUEUED), "created_at"),
+        "messages_deferred": _depth(
+            Message.objects.filter(state=Message.State.DEFERRED), "created_at"
+        ),
+        "bulk_actions": _depth(
+            BulkAction.objects.filter(
+                state__in=[BulkAction.State.PENDING, BulkAction.State.RUNNING]
+            ),
+            "created_at",
+        ),
+    }
 
 
 def check_queues() -> Result:
@@ -109,15 +122,25 @@ def check_settings() -> list[Result]:
     ]
 
 
-def check_sender() -> Result:
-    # Until project senders exist, the one sender is system mail (resets, invitations).
+def check_senders() -> Result:
+    """Senders that stopped sending because their relay refused the login or is down."""
+    try:
+        paused = list(Sender.objects.exclude(paused_reason="").select_related("project")[:5])
+    except Exception as e:
+        return Result("senders", ERROR, f"cannot read senders: {e}")
+    if paused:
+        detail = "; ".join(f"{s.project.name} / {s.name}: {s.paused_reason}" for s in paused)
+        return Result("senders", ERROR, f"paused: {detail}")
+    return Result("senders", OK, "every sender can send")
+
+
+def check_system_mail() -> Result:
+    # System mail (resets, invitations) goes through Django's mail settings.
+    name = "system mail"
     if settings.SMTP_URL:
-        return Result(
-            "sender", OK, f"system mail via SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
-        )
-    return Result(
-        "sender", WARNING, f"no SMTP relay: system mail is written to {settings.EMAIL_FILE_PATH}"
-    )
+        return Result(name, OK, f"via SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+    where = settings.EMAIL_FILE_PATH
+    return Result(name, WARNING, f"no SMTP relay: resets and invitations are written to {where}")
 
 
 def run_all() -> list[Result]:
@@ -129,7 +152,8 @@ def run_all() -> list[Result]:
         check_migrations(),
         check_worker(),
         check_queues(),
-        check_sender(),
+        check_senders(),
+        check_system_mail(),
         *check_settings(),
     ]
 

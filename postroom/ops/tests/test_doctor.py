@@ -38,14 +38,25 @@ class DoctorTestCase(BaseTestCase):
         WorkerHeartbeat.objects.create(name="host:1")
         code, out = doctor("--json")
         names = [r["name"] for r in json.loads(out)]
-        self.assertEqual(names[:5], ["database", "migrations", "worker", "queues", "sender"])
+        self.assertEqual(
+            names[:6], ["database", "migrations", "worker", "queues", "senders", "system mail"]
+        )
 
     @override_settings(SMTP_URL="", EMAIL_FILE_PATH="/tmp/x")
     def test_it_warns_when_system_mail_has_no_relay(self) -> None:
         WorkerHeartbeat.objects.create(name="host:1")
         code, out = doctor()
         self.assertEqual(code, 0)
-        self.assertIn("sender: no SMTP relay", out)
+        self.assertIn("system mail: no SMTP relay", out)
+
+    def test_it_fails_while_a_sender_is_paused(self) -> None:
+        from postroom.delivery.models import Sender
+
+        WorkerHeartbeat.objects.create(name="host:1")
+        Sender.objects.filter(project=self.project).update(paused_reason="login refused: 535")
+        code, out = doctor()
+        self.assertEqual(code, 1)
+        self.assertIn("senders: paused: Alice's project / Mailbox: login refused: 535", out)
 
     @override_settings(SITE_URL="example.com")
     def test_it_fails_on_a_bad_site_url(self) -> None:

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import email
+from email import policy
+
+from django.contrib import messages
+from django.db.models import Count, ProtectedError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from postroom.accounts.decorators import project_view
+from postroom.delivery import actions
+from postroom.delivery.forms import SenderForm, TestEmailForm
+from postroom.delivery.models import MailboxMessage, Message, Sender
+from postroom.lib.keyset import keyset_page
+
+
+def _get_sender(request: HttpRequest, code) -> Sender:
+    return get_object_or_404(Sender, project=request.project, code=code)
+
+
+def _get_message(request: HttpRequest, code) -> Message:
+    qs = Message.objects.select_related("email", "sender", "contact")
+    return get_object_or_404(qs, project=request.project, code=code)
+
+
+@project_view
+def senders(request: HttpRequest) -> HttpResponse:
+    items = Sender.objects.filter(project=request.project).annotate(
+        queued=Count("messages", filter=_queued_filter())
+    )
+    return render(request, "delivery/senders.html", {"senders": items})
+
+
+def _queued_filter():
+    from django.db.models import Q
+
+    return Q(messages__state__in=[Message.State.QUEUED, Message.State.DEFERRED])
+
+
+@project_view(manage=True)
+def sender_edit(request: HttpRequest, code=None) -> HttpResponse:
+    sender = _get_sender(request, code) if code else Sender(project=request.project)
+    form = SenderForm(request.POST or None, instance=sender)
+    if request.method == "POST" and form.is_valid():
+        sender = form.save()
+        messages.success(request, f"Sender “{sender.name}” saved. Test it below.")
+        return redirect("sender", project_code=request.project.code, code=sender.code)
+    return render(
+        request, "delivery/sender_edit.html", {"form": form, "sender": sender if code else None}
+    )
+
+
+@project_view
+def sender_detail(request: HttpRequest, code) -> HttpResponse:
+    sender = _get_sender(request, code)
+    recent = Message.objects.filter(sender=sender).select_related("email").order_by("-id")[:20]
+    context = {
+        "sender": sender,
+        "test_form": TestEmailForm(initial={"to": request.user.email}),
+        "recent": recent,
+        "connection": request.session.pop(f"connection-{sender.code}", None),
+    }
+    return render(request, "delivery/sender.html", context)
+
+
+@require_POST
+@project_view(manage=True)
+def sender_test_connection(request: HttpRequest, code) -> HttpResponse:
+    sender = _get_sender(request, code)
+    ok, lines = actions.test_connection(sender)
+    request.session[f"connection-{sender.code}"] = {"ok": ok, "lines": lines}
+    return redirect("sender", project_code=request.project.code, code=sender.code)
+
+
+@require_POST
+@project_view
+def sender_send_test(request: HttpRequest, code) -> HttpResponse:
+    sender = _get_sender(request, code)
+    form = TestEmailForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give an address to send the test email to.")
+        return redirect("sender", project_code=request.project.code, code=sender.code)
+    try:
+        message = actions.send_test_email(
+            request.project, sender, form.cleaned_data["to"], request.user
+        )
+    except actions.DeliveryError as e:
+        messages.error(request, f"{e.field}: {e.message}")
+        return redirect("sender", project_code=request.project.code, code=sender.code)
+    return redirect("message", project_code=request.project.code, code=message.code)
+
+
+@require_POST
+@project_view(manage=True)
+def sender_make_default(request: HttpRequest, code) -> HttpResponse:
+    sender = _get_sender(request, code)
+    actions.make_default(sender)
+    messages.success(request, f"“{sender.name}” is now the default sender.")
+    return redirect("senders", project_code=request.project.code)
+
+
+@require_POST
+@project_view(manage=True)
+def sender_resume(request: HttpRequest, code) -> HttpResponse:
+    sender = _get_sender(request, code)
+    actions.resume_sender(sender)
+    messages.success(request, f"“{sender.name}” will try again now.")
+    return redirect("sender", project_code=request.project.code, code=sender.code)
+
+
+@require_POST
+@project_view(manage=True)
+def sender_delete(request: HttpRequest, code) -> HttpResponse:
+    sender = _get_sender(request, code)
+    if sender.is_default:
+        messages.error(request, "Make another sender the default before deleting this one.")
+        return redirect("sender", project_code=request.project.code, code=sender.code)
+    try:
+        sender.delete()
+    except ProtectedError:
+        messages.error(request, "This sender has sent mail: its record stays with the messages.")
+        return redirect("sender", project_code=request.project.code, code=sender.code)
+    messages.success(request, f"Sender “{sender.name}” deleted.")
+    return redirect("senders", project_code=request.project.code)
+
+
+@project_view
+def message_detail(request: HttpRequest, code) -> HttpResponse:
+    message = _get_message(request, code)
+    mailbox = MailboxMessage.objects.filter(message=message).only("code").first()
+    context = {"message": message, "mailbox": mailbox, "live": message.state in LIVE_STATES}
+    template = "delivery/_message_state.html" if request.htmx else "delivery/message.html"
+    response = render(request, template, context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+LIVE_STATES = {Message.State.QUEUED, Message.State.SENDING, Message.State.DEFERRED}
+
+
+@require_POST
+@project_view
+def message_retry(request: HttpRequest, code) -> HttpResponse:
+    message = _get_message(request, code)
+    if actions.retry_message(message):
+        messages.success(request, "Queued again.")
+    else:
+        messages.error(request, "Only failed or deferred messages can be retried.")
+    return redirect("message", project_code=request.project.code, code=message.code)
+
+
+@project_view
+def mailbox(request: HttpRequest) -> HttpResponse:
+    qs = MailboxMessage.objects.filter(project=request.project).select_related("message__email")
+    page = keyset_page(
+        qs, after=request.GET.get("after"), before=request.GET.get("before"), size=50
+    )
+    default = Sender.objects.filter(project=request.project, is_default=True).first()
+    return render(request, "delivery/mailbox.html", {"page": page, "default_sender": default})
+
+
+@project_view
+def mailbox_message(request: HttpRequest, code) -> HttpResponse:
+    kept = get_object_or_404(
+        MailboxMessage.objects.select_related("message"), project=request.project, code=code
+    )
+    raw = bytes(kept.raw)
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    html = parsed.get_body(preferencelist=("html",))
+    text = parsed.get_body(preferencelist=("plain",))
+    context = {
+        "kept": kept,
+        "headers": list(parsed.items()),
+        "html": html.get_content() if html else "",
+        "text": text.get_content() if text else "",
+        "raw": raw.decode("utf-8", "replace"),
+        "subject": parsed["Subject"],
+    }
+    return render(request, "delivery/mailbox_message.html", context)
