@@ -16,11 +16,18 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from postroom.contacts.models import Status, Suppression
 from postroom.delivery.limits import capacity
 from postroom.delivery.mime import build_mime
 from postroom.delivery.models import Message, Sender
 from postroom.delivery.transports import transport_for
-from postroom.delivery.transports.base import DEFERRED, SENT, Outcome, SenderUnavailable
+from postroom.delivery.transports.base import (
+    DEFERRED,
+    SENT,
+    SKIPPED,
+    Outcome,
+    SenderUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +96,8 @@ def claim_batch(sender: Sender, limit: int) -> tuple[uuid.UUID, list[Message]]:
             attempts=F("attempts") + 1,
             updated_at=now,
         )
-    batch = Message.objects.filter(claim=token).select_related("email").order_by("priority", "id")
+    batch = Message.objects.filter(claim=token).select_related("email", "contact")
+    batch = batch.order_by("priority", "id")
     return token, list(batch)
 
 
@@ -107,13 +115,37 @@ def handle_one_send_batch() -> bool:
     return False
 
 
+def skip_reasons(batch: list[Message]) -> dict[int, str]:
+    """Messages that must not go out after all, checked at send time (the audience was
+    snapshotted earlier: a contact may have unsubscribed or bounced since)."""
+    suppressed = dict(
+        Suppression.objects.filter(
+            project_id=batch[0].project_id, email__in={m.to_email for m in batch}
+        ).values_list("email", "reason")
+    )
+    reasons = {}
+    for m in batch:
+        reason = suppressed.get(m.to_email)
+        marketing = m.priority != Message.Priority.TRANSACTIONAL
+        # Transactional mail (receipts, resets) ignores marketing unsubscribes only.
+        if reason and (marketing or reason != Suppression.Reason.UNSUBSCRIBED):
+            reasons[m.id] = f"Skipped: the address is suppressed ({reason.replace('_', ' ')})."
+        elif marketing and m.contact and m.contact.status != Status.SUBSCRIBED:
+            reasons[m.id] = f"Skipped: the contact is {m.contact.status}."
+    return reasons
+
+
 def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
     transport = transport_for(sender)
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[int, Outcome] = {
+        mid: Outcome(SKIPPED, reason) for mid, reason in skip_reasons(batch).items()
+    }
     unavailable = None
     try:
         transport.open()
         for message in batch:
+            if message.id in outcomes:
+                continue
             raw = build_mime(message.email, message)
             outcomes[message.id] = transport.send(message, message.email.from_email, raw)
     except SenderUnavailable as e:
@@ -140,7 +172,9 @@ def record_outcomes(token: uuid.UUID, batch: list[Message], outcomes: dict[int, 
         message.updated_at = now
         message.claim = None
         message.lease_until = None
-        if outcome.status == SENT:
+        if outcome.status == SKIPPED:
+            message.state = Message.State.SKIPPED
+        elif outcome.status == SENT:
             message.state, message.sent_at = Message.State.SENT, now
             message.provider_id = outcome.provider_id[:255]
         elif outcome.status == DEFERRED and message.attempts < MAX_ATTEMPTS:

@@ -220,3 +220,40 @@ class SendingTestCase(BaseTestCase):
         )
         drain()
         self.assertEqual(Message.objects.filter(state=Message.State.SENT).count(), 5)
+
+
+class SkipAtSendTimeTestCase(SendingTestCase):
+    def test_unsubscribed_and_suppressed_recipients_are_skipped(self) -> None:
+        from postroom.contacts.actions import suppress
+        from postroom.contacts.models import Contact
+
+        sender = default_sender(self.project)
+        gone = self.make_contact("gone@example.org")
+        messages = self.queue(sender, "gone@example.org", "blocked@example.org", "ok@example.org")
+        Message.objects.filter(pk=messages[0].pk).update(contact=gone)
+        Contact.objects.filter(pk=gone.pk).update(status="unsubscribed")  # after the snapshot
+        suppress(self.project, "blocked@example.org", reason="hard_bounce")
+        drain()
+        states = {m.to_email: (m.state, m.last_response) for m in Message.objects.all()}
+        self.assertEqual(
+            states["gone@example.org"], ("skipped", "Skipped: the contact is unsubscribed.")
+        )
+        self.assertEqual(states["blocked@example.org"][0], "skipped")
+        self.assertIn("hard bounce", states["blocked@example.org"][1])
+        self.assertEqual(states["ok@example.org"][0], "sent")
+
+    def test_transactional_mail_ignores_marketing_unsubscribes_only(self) -> None:
+        from postroom.contacts.actions import suppress
+
+        sender = default_sender(self.project)
+        suppress(self.project, "unsub@example.org", reason="unsubscribed")
+        suppress(self.project, "bounced@example.org", reason="hard_bounce")
+        self.queue(
+            sender,
+            "unsub@example.org",
+            "bounced@example.org",
+            priority=Message.Priority.TRANSACTIONAL,
+        )
+        drain()
+        states = dict(Message.objects.values_list("to_email", "state"))
+        self.assertEqual(states, {"unsub@example.org": "sent", "bounced@example.org": "skipped"})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from postroom.delivery.models import Message, Sender
 
 SENT, DEFERRED, FAILED = "sent", "deferred", "failed"
+SKIPPED = "skipped"  # decided before the transport: suppressed or no longer subscribed
 
 
 @dataclass
