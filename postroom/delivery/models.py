@@ -110,6 +110,8 @@ class Email(models.Model):
     text = models.TextField(blank=True)
     html = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
+    # A paused campaign holds its Email: the send loop claims none of its messages.
+    held = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -72,7 +72,9 @@ def requeue_due() -> bool:
 
 
 def senders_with_work(now) -> QuerySet[Sender]:
-    queued = Message.objects.filter(sender=OuterRef("pk"), state=Message.State.QUEUED)
+    queued = Message.objects.filter(
+        sender=OuterRef("pk"), state=Message.State.QUEUED, email__held=False
+    )
     not_paused = Q(paused_reason="") | Q(paused_at__lt=now - PAUSE_RETRY)
     return Sender.objects.filter(not_paused).filter(Exists(queued)).order_by("id")
 
@@ -83,9 +85,11 @@ def claim_batch(sender: Sender, limit: int) -> tuple[uuid.UUID, list[Message]]:
     token = uuid.uuid4()
     with transaction.atomic():
         due = Message.objects.filter(sender=sender, state=Message.State.QUEUED)
-        due = due.order_by("priority", "id")
+        due = due.exclude(email__held=True).order_by("priority", "id")
         if connection.vendor == "postgresql":
-            due = due.select_for_update(skip_locked=True)
+            # Lock only the message rows: locking the joined Email (shared by a whole
+            # campaign) would make every other worker skip the campaign.
+            due = due.select_for_update(skip_locked=True, of=("self",))
         ids = list(due.values_list("id", flat=True)[:limit])
         if not ids:
             return token, []

@@ -17,6 +17,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from postroom.accounts.actions import prune_login_failures
+from postroom.campaigns.actions import finish_done_campaigns, start_due_campaigns
 from postroom.contacts.actions import handle_one_bulk_action
 from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.ops.models import WorkerHeartbeat
@@ -24,9 +25,11 @@ from postroom.ops.models import WorkerHeartbeat
 log = logging.getLogger("postroom.worker")
 
 STEPS: list[Callable[[], bool]] = [
+    start_due_campaigns,
     requeue_due,
     handle_one_send_batch,
     handle_one_bulk_action,
+    finish_done_campaigns,
 ]
 
 # Housekeeping that runs once a minute, not on every pass.

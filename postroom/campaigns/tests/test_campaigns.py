@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta as td
+
+from django.utils import timezone
+
+from postroom.campaigns import actions
+from postroom.campaigns.models import Campaign
+from postroom.contacts.actions import suppress
+from postroom.contacts.models import Segment
+from postroom.delivery.actions import default_sender
+from postroom.delivery.models import MailboxMessage, Message, Sender
+from postroom.delivery.sending import handle_one_send_batch
+from postroom.ops.worker import Worker
+from postroom.test import BaseTestCase
+
+
+def run_worker() -> None:
+    worker = Worker(name="test:campaigns")
+    while worker.run_once():
+        pass
+
+
+class CampaignTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.make_contact("ann@example.com", tags=["vip"])
+        self.make_contact("bob@example.com", tags=["vip"])
+        self.make_contact("cy@example.com", status="unsubscribed", tags=["vip"])
+        self.make_contact("dee@example.com")
+        suppress(self.project, "bob@example.com", reason="complaint")
+        self.make_contact("eve@example.com", project=self.charlies_project)
+        self.login()
+
+    def form(self, **kw) -> dict:
+        sender = default_sender(self.project)
+        data = {
+            "name": "November news",
+            "subject": "News\r\nfor you",
+            "preheader": "",
+            "sender": sender.pk,
+            "from_email": sender.from_email,
+            "from_name": "Acme",
+            "reply_to": "",
+            "audience": "all",
+            "segment": "",
+            "tags_text": "",
+            "body_format": "text",
+            "body": "=cmd Hello!",
+        }
+        data.update(kw)
+        return data
+
+    def create(self, **kw) -> Campaign:
+        r = self.client.post(self.url("campaigns/new/"), self.form(**kw))
+        self.assertEqual(
+            r.status_code, 302, getattr(r, "context", None) and r.context["form"].errors
+        )
+        return Campaign.objects.latest("id")
+
+    def test_the_empty_list_says_what_a_campaign_is(self) -> None:
+        self.assertContains(self.client.get(self.url("campaigns/")), "Write your first campaign")
+
+    def test_it_gives_an_honest_count_before_sending(self) -> None:
+        campaign = self.create()
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/"))
+        self.assertContains(
+            r,
+            "Matches <strong>4</strong>, will send to <strong>2</strong>: "
+            "1 not subscribed, 1 suppressed.",
+            html=False,
+        )
+
+    def test_send_now_snapshots_sends_and_finishes(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "scheduled")
+        run_worker()
+        campaign.refresh_from_db()
+        self.assertEqual((campaign.state, campaign.recipients), ("finished", 2))
+        self.assertEqual(
+            set(Message.objects.filter(email=campaign.email).values_list("to_email", "state")),
+            {("ann@example.com", "sent"), ("dee@example.com", "sent")},
+        )
+        self.assertEqual(MailboxMessage.objects.count(), 2)
+        self.assertEqual(campaign.email.subject, "News for you")
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/"))
+        self.assertContains(r, '<strong id="campaign-done">2</strong> of 2', html=False)
+
+    def test_segment_and_tag_audiences(self) -> None:
+        segment = Segment.objects.create(
+            project=self.project,
+            name="A",
+            rules={"match": "all", "rules": [{"kind": "email", "op": "starts_with", "value": "a"}]},
+        )
+        by_segment = self.create(audience="segment", segment=segment.pk)
+        self.assertEqual(actions.count_audience(by_segment).will_send, 1)
+        by_tags = self.create(audience="tags", tags_text="vip, nobody")
+        count = actions.count_audience(by_tags)
+        self.assertEqual((count.matches, count.will_send), (3, 1))
+
+    def test_an_audience_needs_its_segment_or_tags(self) -> None:
+        r = self.client.post(self.url("campaigns/new/"), self.form(audience="segment"))
+        self.assertContains(r, "Choose the segment")
+        r = self.client.post(self.url("campaigns/new/"), self.form(audience="tags"))
+        self.assertContains(r, "Name at least one tag")
+
+    def test_the_from_address_must_belong_to_the_sender(self) -> None:
+        r = self.client.post(self.url("campaigns/new/"), self.form(from_email="me@elsewhere.org"))
+        self.assertContains(r, "may send from")
+
+    def test_pause_holds_resume_continues_and_it_finishes_only_when_done(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        actions.start_due_campaigns()
+        self.client.post(self.url(f"campaigns/{campaign.code}/pause/"))
+        self.assertFalse(handle_one_send_batch())
+        actions.finish_done_campaigns()
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "paused")
+        self.client.post(self.url(f"campaigns/{campaign.code}/resume/"))
+        run_worker()
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "finished")
+
+    def test_cancel_marks_the_rest_cancelled(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        actions.start_due_campaigns()
+        self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"))
+        run_worker()
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "cancelled")
+        self.assertEqual(set(Message.objects.values_list("state", flat=True)), {"cancelled"})
+
+    def test_retry_failed_requeues_and_reopens(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        run_worker()
+        Message.objects.filter(to_email="ann@example.com").update(
+            state="failed", last_response="550 nope"
+        )
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/"))
+        self.assertContains(r, "Retry failed (1)")
+        self.assertContains(r, "550 nope")
+        self.client.post(self.url(f"campaigns/{campaign.code}/retry/"), {"state": "failed"})
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "sending")
+        run_worker()
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "finished")
+
+    def test_scheduling_waits_for_its_time(self) -> None:
+        campaign = self.create()
+        when = (timezone.now() + td(days=1)).strftime("%Y-%m-%dT%H:%M")
+        self.client.post(
+            self.url(f"campaigns/{campaign.code}/schedule/"),
+            {"when": when, "time_zone": "Europe/Berlin"},
+        )
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "scheduled")
+        self.assertFalse(actions.start_due_campaigns())
+        Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=timezone.now() - td(seconds=1))
+        self.assertTrue(actions.start_due_campaigns())
+
+    def test_a_past_schedule_is_refused(self) -> None:
+        campaign = self.create()
+        r = self.client.post(
+            self.url(f"campaigns/{campaign.code}/schedule/"),
+            {"when": "2001-01-01T10:00", "time_zone": "UTC"},
+            follow=True,
+        )
+        self.assertContains(r, "in the future")
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "draft")
+
+    def test_duplicate_makes_a_draft(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        self.client.post(self.url(f"campaigns/{campaign.code}/duplicate/"))
+        copy = Campaign.objects.latest("id")
+        self.assertEqual(
+            (copy.state, copy.name, copy.email), ("draft", "November news (copy)", None)
+        )
+
+    def test_recipients_filter_and_export(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        run_worker()
+        Message.objects.filter(to_email="ann@example.com").update(
+            state="failed", last_response="=HYPERLINK(evil)"
+        )
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/recipients/"), {"state": "failed"})
+        self.assertContains(r, "ann@example.com")
+        self.assertNotContains(r, "dee@example.com")
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/recipients.csv"))
+        rows = list(csv.reader(io.StringIO(b"".join(r.streaming_content).decode())))
+        self.assertEqual(rows[0][:2], ["to_email", "state"])
+        self.assertIn(
+            ["ann@example.com", "failed", "1", "'=HYPERLINK(evil)"], [row[:4] for row in rows]
+        )
+
+    def test_the_limits_eta_is_shown_before_sending(self) -> None:
+        Sender.objects.filter(project=self.project).update(per_hour=35)
+        for i in range(68):
+            self.make_contact(f"x{i}@example.com")
+        campaign = self.create()
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/"))
+        self.assertContains(r, "70 recipients at 35 per hour: about 2 hours")
+
+    def test_a_started_campaign_cannot_be_edited(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        actions.start_due_campaigns()  # scheduled campaigns stay editable until the snapshot
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/edit/"), follow=True)
+        self.assertContains(r, "cannot be edited")
+
+    def test_another_projects_campaigns_are_404(self) -> None:
+        campaign = self.create()
+        self.login(self.charlie)
+        for path in ("", "edit/", "recipients/", "recipients.csv"):
+            self.assertEqual(
+                self.client.get(self.url(f"campaigns/{campaign.code}/{path}")).status_code, 404
+            )
+            self.assertEqual(
+                self.client.get(
+                    self.url(f"campaigns/{campaign.code}/{path}", project=self.charlies_project)
+                ).status_code,
+                404,
+            )
+        for path in ("send/", "pause/", "cancel/", "duplicate/", "retry/"):
+            r = self.client.post(
+                self.url(f"campaigns/{campaign.code}/{path}", project=self.charlies_project)
+            )
+            self.assertEqual(r.status_code, 404, path)
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "draft")
