@@ -78,6 +78,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "postroom.accounts.context_processors.projects",
+                "postroom.campaigns.context_processors.stalled_campaigns",
             ]
         },
     }
@@ -154,6 +155,9 @@ else:
 WORKER_HEARTBEAT_INTERVAL = envint("WORKER_HEARTBEAT_INTERVAL", 10)
 WORKER_STALE_AFTER = envint("WORKER_STALE_AFTER", 60)
 WEB_WORKERS = envint("WEB_WORKERS", 2)
+# A sending campaign with queued recipients and room under its sender's limits that hands
+# nothing over for this long is stalled: admins are emailed, the dashboard and doctor say so.
+CAMPAIGN_STALL_AFTER = envint("CAMPAIGN_STALL_AFTER", 900)
 
 LOGGING = {
     "version": 1,

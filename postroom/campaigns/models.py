@@ -51,6 +51,8 @@ class Campaign(models.Model):
         "delivery.Email", models.SET_NULL, null=True, blank=True, related_name="campaign"
     )
     recipients = models.IntegerField(null=True, blank=True)
+    # Set by campaigns.stalls when the campaign could send but made no progress.
+    stalled_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey("accounts.User", models.SET_NULL, null=True, blank=True)

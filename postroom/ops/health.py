@@ -13,6 +13,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Min
 from django.utils import timezone
 
+from postroom.campaigns.models import Campaign
 from postroom.contacts.models import BulkAction
 from postroom.delivery.models import Message, Sender
 from postroom.ops.models import WorkerHeartbeat
@@ -134,6 +135,19 @@ def check_senders() -> Result:
     return Result("senders", OK, "every sender can send")
 
 
+def check_stalled_campaigns() -> Result:
+    try:
+        stalled = list(Campaign.objects.exclude(stalled_at=None).select_related("project")[:5])
+    except Exception as e:
+        return Result("campaigns", ERROR, f"cannot read campaigns: {e}")
+    if stalled:
+        names = "; ".join(
+            f"{c.project.name} / {c.name} since {c.stalled_at:%H:%M}" for c in stalled
+        )
+        return Result("campaigns", ERROR, f"stalled: {names}")
+    return Result("campaigns", OK, "none stalled")
+
+
 def check_system_mail() -> Result:
     # System mail (resets, invitations) goes through Django's mail settings.
     name = "system mail"
@@ -153,6 +167,7 @@ def run_all() -> list[Result]:
         check_worker(),
         check_queues(),
         check_senders(),
+        check_stalled_campaigns(),
         check_system_mail(),
         *check_settings(),
     ]

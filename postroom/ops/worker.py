@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from postroom.accounts.actions import prune_login_failures
 from postroom.campaigns.actions import finish_done_campaigns, start_due_campaigns
+from postroom.campaigns.stalls import check_stalled_campaigns
 from postroom.contacts.actions import handle_one_bulk_action
 from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.ops.models import WorkerHeartbeat
@@ -35,6 +36,7 @@ STEPS: list[Callable[[], bool]] = [
 # Housekeeping that runs once a minute, not on every pass.
 PERIODIC: list[Callable[[], object]] = [
     prune_login_failures,
+    check_stalled_campaigns,
 ]
 
 

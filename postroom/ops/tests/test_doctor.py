@@ -39,7 +39,8 @@ class DoctorTestCase(BaseTestCase):
         code, out = doctor("--json")
         names = [r["name"] for r in json.loads(out)]
         self.assertEqual(
-            names[:6], ["database", "migrations", "worker", "queues", "senders", "system mail"]
+            names[:7],
+            ["database", "migrations", "worker", "queues", "senders", "campaigns", "system mail"],
         )
 
     @override_settings(SMTP_URL="", EMAIL_FILE_PATH="/tmp/x")
