@@ -18,11 +18,18 @@ from postroom.lib.crypto import decrypt, encrypt
 
 
 class Sender(models.Model):
-    """Where a project's mail goes out: the built-in Mailbox, or an SMTP relay."""
+    """Where a project's mail goes out: the built-in Mailbox, an SMTP relay, or an email
+    service's API (through django-anymail, see delivery.transports.anymail)."""
 
     class Kind(models.TextChoices):
         MAILBOX = "mailbox", "Mailbox (kept in Postroom, nothing leaves)"
         SMTP = "smtp", "SMTP relay"
+        SES = "ses", "Amazon SES"
+        POSTMARK = "postmark", "Postmark"
+        SENDGRID = "sendgrid", "SendGrid"
+        MAILGUN = "mailgun", "Mailgun"
+        BREVO = "brevo", "Brevo"
+        RESEND = "resend", "Resend"
 
     class Security(models.TextChoices):
         STARTTLS = "starttls", "STARTTLS"
@@ -48,6 +55,10 @@ class Sender(models.Model):
     username = models.CharField(max_length=255, blank=True)
     password_encrypted = models.TextField(blank=True)
     timeout = models.PositiveIntegerField(default=30)
+    # An email service's API key (for Amazon SES: the secret access key), and its settings
+    # that are not secret (region, access key id, sending domain, API URL, message stream).
+    api_key_encrypted = models.TextField(blank=True)
+    esp_options = models.JSONField(default=dict, blank=True)
     # Limits counted from the ledger (see delivery.limits); empty means no limit.
     per_second = models.PositiveIntegerField(null=True, blank=True)
     per_minute = models.PositiveIntegerField(null=True, blank=True)
@@ -73,6 +84,14 @@ class Sender(models.Model):
     @password.setter
     def password(self, value: str) -> None:
         self.password_encrypted = encrypt(value)
+
+    @property
+    def api_key(self) -> str:
+        return decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = encrypt(value)
 
     def limits(self) -> list[tuple[td, int]]:
         """(window, most messages in it) for every limit that is set."""

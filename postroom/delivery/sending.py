@@ -80,10 +80,20 @@ def senders_with_work(now) -> QuerySet[Sender]:
 
 
 def claim_batch(sender: Sender, limit: int) -> tuple[uuid.UUID, list[Message]]:
-    """Claim up to `limit` queued messages of `sender`, most urgent first."""
+    """Claim up to `limit` queued messages of `sender`, most urgent first, never more than
+    its rate limits leave room for."""
     now = timezone.now()
     token = uuid.uuid4()
     with transaction.atomic():
+        if sender.limits():
+            # The room is counted inside the claim's transaction, and claimers of a limited
+            # sender take turns (SQLite: the IMMEDIATE transaction's write lock; PostgreSQL:
+            # the sender's row lock), so two workers can never both spend the same room.
+            if connection.vendor == "postgresql":
+                Sender.objects.select_for_update().filter(pk=sender.pk).exists()
+            limit = min(limit, capacity(sender, now))
+            if limit <= 0:
+                return token, []
         due = Message.objects.filter(sender=sender, state=Message.State.QUEUED)
         due = due.exclude(email__held=True).order_by("priority", "id")
         if connection.vendor == "postgresql":
@@ -109,10 +119,9 @@ def handle_one_send_batch() -> bool:
     """Worker step: send one batch for the first sender that has due work and room."""
     now = timezone.now()
     for sender in senders_with_work(now):
-        room = capacity(sender, now)
-        if room == 0:
-            continue
-        token, batch = claim_batch(sender, BATCH_SIZE if room is None else min(BATCH_SIZE, room))
+        if capacity(sender, now) == 0:
+            continue  # a quick look; claim_batch counts again, under its lock
+        token, batch = claim_batch(sender, BATCH_SIZE)
         if batch:
             send_batch(sender, token, batch)
             return True

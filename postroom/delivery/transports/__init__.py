@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from postroom.delivery.models import Sender
+from postroom.delivery.transports.anymail import ESPS, AnymailTransport
 from postroom.delivery.transports.base import Transport
 from postroom.delivery.transports.mailbox import MailboxTransport
 from postroom.delivery.transports.smtp import SmtpTransport
@@ -10,6 +11,7 @@ from postroom.delivery.transports.smtp import SmtpTransport
 TRANSPORTS: dict[str, type[Transport]] = {
     Sender.Kind.MAILBOX: MailboxTransport,
     Sender.Kind.SMTP: SmtpTransport,
+    **dict.fromkeys(ESPS, AnymailTransport),
 }
 
 
