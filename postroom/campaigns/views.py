@@ -80,6 +80,9 @@ def campaign_detail(request: HttpRequest, code) -> HttpResponse:
     template = "campaigns/_live.html" if request.htmx else "campaigns/detail.html"
     response = render(request, template, context)
     response["Cache-Control"] = "no-store"
+    if request.htmx and request.GET.get("seen") != campaign.state:
+        # The state moved on (started, finished): the rest of the page is stale too.
+        response["HX-Refresh"] = "true"
     return response
 
 

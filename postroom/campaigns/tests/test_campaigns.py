@@ -238,3 +238,13 @@ class CampaignTestCase(BaseTestCase):
             self.assertEqual(r.status_code, 404, path)
         campaign.refresh_from_db()
         self.assertEqual(campaign.state, "draft")
+
+    def test_the_live_part_reloads_the_page_when_the_state_moves_on(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        url = self.url(f"campaigns/{campaign.code}/") + "?seen=scheduled"
+        r = self.client.get(url, HTTP_HX_REQUEST="true")
+        self.assertNotIn("HX-Refresh", r)
+        run_worker()
+        r = self.client.get(url, HTTP_HX_REQUEST="true")
+        self.assertEqual(r["HX-Refresh"], "true")
