@@ -51,7 +51,8 @@ class SmtpTransport(Transport):
         s = self.sender
         port = s.port or DEFAULT_PORTS[s.security]
         lines = []
-        context = ssl.create_default_context()
+        # Only when TLS is used: building a context costs about 19 ms (bench/send.py).
+        context = ssl.create_default_context() if s.security != Sender.Security.NONE else None
         try:
             if s.security == Sender.Security.TLS:
                 conn = smtplib.SMTP_SSL(timeout=s.timeout, context=context)

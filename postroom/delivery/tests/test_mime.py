@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import email
+import re
+from email.policy import default
+from unittest import mock
+
+from django.test import SimpleTestCase
+
+from postroom.delivery.mime import MimeTemplate, build_mime
+from postroom.delivery.models import Email, Message
+
+DATE = "Mon, 23 Nov 2026 03:00:00 -0000"
+BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+
+RECIPIENTS = [
+    ("", "ann@example.com"),
+    ("Ann Lee", "ann+news@example.com"),
+    ("", "first.last+tag-1@mail.example.co.uk"),
+    ('Lee, Ann "The Boss"', "ann@example.com"),
+    ("Zoë Ångström", "zoe@example.de"),
+    ("李小龍", "li@example.cn"),
+    ("Bartholomew " * 10, "bart+weekly@example.com"),
+    ("Ölçü Çağrı Şükrü " * 6, "o@example.com.tr"),
+    ("", "a-very-long-local-part-that-goes-on-and-on-and-on+newsletter@sub.example.com"),
+    ("  Ann \t Lee  ", "ann@example.com"),
+    ("Mary-Jane O'Neil", "mj@example.com"),
+    ("Ann Lee 2", "ann.lee@example.com"),
+]
+
+
+def campaign_email(**kw) -> Email:
+    fields = {
+        "kind": Email.Kind.CAMPAIGN,
+        "from_email": "news@example.com",
+        "from_name": "The Garden Shop",
+        "subject": "Tomatoes, bulbs and a sale",
+        "text": "Plain body\n",
+        "html": "<p>HTML body with € and ü</p>\n" * 50,
+        "reply_to": "help@example.com",
+        "headers": {"List-Unsubscribe": "<https://example.com/u/1>", "Bad Name": "x"},
+    }
+    return Email(**{**fields, **kw})
+
+
+def recipient(em: Email, name: str, address: str) -> Message:
+    return Message(email=em, to_email=address, to_name=name)
+
+
+def same_boundary(raw: bytes, other: bytes) -> bytes:
+    """`raw` with its MIME boundary replaced by `other`'s (each build draws its own)."""
+    mine, theirs = BOUNDARY.search(raw), BOUNDARY.search(other)
+    return raw.replace(mine.group(1), theirs.group(1)) if mine and theirs else raw
+
+
+@mock.patch("postroom.delivery.mime.formatdate", return_value=DATE)
+class MimeTemplateTestCase(SimpleTestCase):
+    def assert_same_as_reference(self, em: Email) -> None:
+        template = MimeTemplate(em)
+        for name, address in RECIPIENTS:
+            message = recipient(em, name, address)
+            with self.subTest(name=name, address=address):
+                lean = template.render(message)
+                reference = build_mime(em, message)
+                self.assertEqual(same_boundary(lean, reference), reference)
+                parsed, expected = (
+                    email.message_from_bytes(raw, policy=default) for raw in (lean, reference)
+                )
+                self.assertEqual(str(parsed["To"]), str(expected["To"]))
+                self.assertEqual(parsed["Message-ID"], expected["Message-ID"])
+                self.assertEqual(parsed["Date"], DATE)
+                self.assertEqual(
+                    [(p.get_content_type(), p.get_content()) for p in parsed.iter_parts()],
+                    [(p.get_content_type(), p.get_content()) for p in expected.iter_parts()],
+                )
+
+    def test_it_matches_build_mime_for_every_recipient(self, _) -> None:
+        self.assert_same_as_reference(campaign_email())
+
+    def test_it_matches_build_mime_with_non_ascii_shared_headers(self, _) -> None:
+        self.assert_same_as_reference(
+            campaign_email(from_name="Gärtnerei Müller", subject="Ihr Gemüse für den Herbst 🍅")
+        )
+
+    def test_it_matches_build_mime_for_text_only_mail(self, _) -> None:
+        self.assert_same_as_reference(campaign_email(html="", headers={}, reply_to=""))
+
+    def test_each_recipient_gets_its_own_to_and_message_id(self, _) -> None:
+        em = campaign_email()
+        template = MimeTemplate(em)
+        ann = email.message_from_bytes(template.render(recipient(em, "Ann", "ann@example.com")))
+        bob = email.message_from_bytes(template.render(recipient(em, "", "bob+x@example.com")))
+        self.assertEqual(ann["To"], "Ann <ann@example.com>")
+        self.assertEqual(bob["To"], "bob+x@example.com")
+        self.assertNotEqual(ann["Message-ID"], bob["Message-ID"])
+        self.assertTrue(bob["Message-ID"].endswith("@example.com>"))
+
+    def test_long_names_are_folded_within_the_line_limit(self, _) -> None:
+        em = campaign_email()
+        raw = MimeTemplate(em).render(recipient(em, "Bartholomew " * 10, "bart@example.com"))
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        self.assertTrue(all(len(line) <= 78 for line in head.split(b"\r\n")))
+        to = email.message_from_bytes(raw, policy=default)["To"]
+        self.assertEqual(to.addresses[0].display_name, ("Bartholomew " * 10).strip())
+
+    def test_a_cr_or_lf_in_the_name_never_reaches_a_header(self, _) -> None:
+        em = campaign_email()
+        template = MimeTemplate(em)
+        for name in ("Ann\r\nBcc: evil@example.com", "Ann\nBcc: evil@example.com", "Ann\rX: y"):
+            with self.subTest(name=name):
+                raw = template.render(recipient(em, name, "ann@example.com"))
+                head = raw.split(b"\r\n\r\n", 1)[0]
+                self.assertNotIn(b"\nBcc:", head)
+                self.assertNotIn(b"\nX:", head)
+                self.assertEqual(head.count(b"\r"), head.count(b"\r\n"))
+                self.assertEqual(head.count(b"\n"), head.count(b"\r\n"))
+                parsed = email.message_from_bytes(raw, policy=default)
+                self.assertIsNone(parsed["Bcc"])
+                self.assertEqual(parsed["To"].addresses[0].addr_spec, "ann@example.com")
+
+    def test_a_cr_or_lf_in_the_address_is_refused(self, _) -> None:
+        em = campaign_email()
+        with self.assertRaises(ValueError):
+            MimeTemplate(em).render(recipient(em, "", "ann@example.com\r\nBcc: evil@example.com"))
