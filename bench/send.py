@@ -247,6 +247,10 @@ def sink_recipients(dump: Path) -> Counter:
 
 def main() -> None:
     args = parse_args()
+    for tool in (SINK, SOURCE):
+        if not Path(tool).exists():
+            # Debian's postfix package ships both; installing it starts no mail server here.
+            sys.exit(f"{tool} not found: apt-get install postfix (answer 'No configuration').")
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="postroom-bench-send-")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     env = setup_django(args, data_dir)
