@@ -76,6 +76,7 @@ class SenderForm(forms.ModelForm):
 
     class Meta:
         model = Sender
+        widgets = {"warmup_started_on": forms.DateInput(attrs={"type": "date"})}
         fields = [
             "name",
             "kind",
@@ -91,17 +92,23 @@ class SenderForm(forms.ModelForm):
             "per_minute",
             "per_hour",
             "per_day",
+            "warmup_started_on",
+            "warmup_first_day",
+            "warmup_growth_percent",
             "on_unknown",
         ]
         help_texts = {
             "from_domains": "Other domains this sender may send from, comma-separated.",
             "per_hour": "A new domain warming up might start at 35 an hour.",
+            "warmup_first_day": "Messages allowed on the first day, e.g. 50.",
+            "warmup_growth_percent": "How much the daily limit grows each day, e.g. 50 (%).",
             "on_unknown": "After a crash, messages in flight have an unknown fate.",
             "timeout": "Seconds to wait for the relay or the service's API.",
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["warmup_growth_percent"].required = False  # 50 when left empty
         for name, value in (self.instance.esp_options or {}).items():
             if name in OPTION_NAMES:
                 self.fields[name].initial = value
@@ -165,8 +172,16 @@ class SenderForm(forms.ModelForm):
     def clean_message_stream(self) -> str:
         return one_line(self.cleaned_data["message_stream"])
 
+    def clean_warmup_growth_percent(self) -> int:
+        value = self.cleaned_data.get("warmup_growth_percent")
+        return 50 if value is None else value
+
     def clean(self):
         cleaned = super().clean()
+        if bool(cleaned.get("warmup_started_on")) != bool(cleaned.get("warmup_first_day")):
+            self.add_error(
+                "warmup_first_day", "A warm-up needs both its start date and the first day's limit."
+            )
         kind = cleaned.get("kind")
         if kind == Sender.Kind.SMTP and not cleaned.get("host"):
             self.add_error("host", "An SMTP sender needs the relay's host name.")

@@ -6,6 +6,7 @@ one recipient of one Email: the ledger row that is also the work queue (DESIGN.m
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from datetime import timedelta as td
@@ -64,6 +65,11 @@ class Sender(models.Model):
     per_minute = models.PositiveIntegerField(null=True, blank=True)
     per_hour = models.PositiveIntegerField(null=True, blank=True)
     per_day = models.PositiveIntegerField(null=True, blank=True)
+    # Warm-up ramp for a new sending domain: a daily limit that starts at warmup_first_day
+    # messages on warmup_started_on and grows by warmup_growth_percent each day.
+    warmup_started_on = models.DateField(null=True, blank=True)
+    warmup_first_day = models.PositiveIntegerField(null=True, blank=True)
+    warmup_growth_percent = models.PositiveSmallIntegerField(default=50)
     # What to do with messages whose fate is unknown after a worker crash (in flight).
     on_unknown = models.CharField(max_length=10, choices=Unknown.choices, default=Unknown.RESEND)
     # Set when the relay refuses our login or cannot be reached: sending stops until fixed.
@@ -100,8 +106,18 @@ class Sender(models.Model):
             (td(minutes=1), self.per_minute),
             (td(hours=1), self.per_hour),
             (td(days=1), self.per_day),
+            (td(days=1), self.warmup_limit()),
         ]
         return [(w, n) for w, n in windows if n]
+
+    def warmup_limit(self, today: dt.date | None = None) -> int | None:
+        """Today's daily limit under the warm-up ramp, or None when there is no ramp."""
+        if not self.warmup_started_on or not self.warmup_first_day:
+            return None
+        days = max(0, ((today or timezone.localdate()) - self.warmup_started_on).days)
+        growth = 1 + self.warmup_growth_percent / 100
+        # Capped so the arithmetic stays sane once the ramp no longer matters.
+        return int(min(self.warmup_first_day * growth**days, 10**9))
 
     def allowed_domains(self) -> set[str]:
         domains = {d.strip().lower() for d in self.from_domains.split(",") if d.strip()}

@@ -257,3 +257,43 @@ class SkipAtSendTimeTestCase(SendingTestCase):
         drain()
         states = dict(Message.objects.values_list("to_email", "state"))
         self.assertEqual(states, {"unsub@example.org": "sent", "bounced@example.org": "skipped"})
+
+
+class WarmupTestCase(SendingTestCase):
+    def test_the_ramp_grows_each_day_and_limits_sending(self) -> None:
+        import datetime as dt
+
+        sender = default_sender(self.project)
+        today = timezone.localdate()
+        sender.warmup_started_on, sender.warmup_first_day = today, 3
+        sender.warmup_growth_percent = 100
+        sender.save()
+        self.assertEqual(sender.warmup_limit(today), 3)
+        self.assertEqual(sender.warmup_limit(today + dt.timedelta(days=2)), 12)
+        self.queue(sender, *[f"w{i}@example.org" for i in range(5)])
+        drain()
+        self.assertEqual(Message.objects.filter(state=Message.State.SENT).count(), 3)
+        # Two days into the ramp the same sender may send 12 a day.
+        Sender.objects.filter(pk=sender.pk).update(warmup_started_on=today - dt.timedelta(days=2))
+        drain()
+        self.assertEqual(Message.objects.filter(state=Message.State.SENT).count(), 5)
+
+    def test_the_form_needs_both_warmup_fields(self) -> None:
+        from postroom.delivery.tests.test_views import SMTP_FORM
+
+        self.login()
+        r = self.client.post(
+            self.url("senders/new/"), {**SMTP_FORM, "warmup_started_on": "2026-01-01"}
+        )
+        self.assertContains(r, "needs both its start date")
+        r = self.client.post(
+            self.url("senders/new/"),
+            {
+                **SMTP_FORM,
+                "warmup_started_on": "2026-01-01",
+                "warmup_first_day": "50",
+                "warmup_growth_percent": "50",
+            },
+        )
+        self.assertEqual(r.status_code, 302)
+        self.assertContains(self.client.get(self.url("senders/")), "warm-up")
