@@ -20,7 +20,7 @@ class DeliveryError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
-def mailbox_from_address(project: Project) -> str:
+def mailbox_from_address() -> str:
     host = settings.SITE_URL.split("://", 1)[-1].split("/")[0].split(":")[0] or "localhost"
     return f"postroom@{host if '.' in host else host + '.localdomain'}"
 
@@ -32,7 +32,7 @@ def create_default_sender(project: Project) -> Sender:
         name="Mailbox",
         kind=Sender.Kind.MAILBOX,
         is_default=True,
-        from_email=mailbox_from_address(project),
+        from_email=mailbox_from_address(),
         from_name=one_line(project.name)[:100],
     )
 

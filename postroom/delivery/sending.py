@@ -119,8 +119,10 @@ def handle_one_send_batch() -> bool:
     """Worker step: send one batch for the first sender that has due work and room."""
     now = timezone.now()
     for sender in senders_with_work(now):
+        # A cheap look first, so a sender with no room costs no locked transaction;
+        # claim_batch counts again under its lock, and that count is the one that holds.
         if capacity(sender, now) == 0:
-            continue  # a quick look; claim_batch counts again, under its lock
+            continue
         token, batch = claim_batch(sender, BATCH_SIZE)
         if batch:
             send_batch(sender, token, batch)

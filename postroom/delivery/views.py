@@ -4,7 +4,7 @@ import email
 from email import policy
 
 from django.contrib import messages
-from django.db.models import Count, ProtectedError
+from django.db.models import Count, ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -33,9 +33,7 @@ def senders(request: HttpRequest) -> HttpResponse:
     return render(request, "delivery/senders.html", {"senders": items})
 
 
-def _queued_filter():
-    from django.db.models import Q
-
+def _queued_filter() -> Q:
     return Q(messages__state__in=[Message.State.QUEUED, Message.State.DEFERRED])
 
 

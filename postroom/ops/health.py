@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta as td
 
 from django.conf import settings
 from django.core import checks as django_checks
@@ -171,7 +170,3 @@ def run_all() -> list[Result]:
         check_system_mail(),
         *check_settings(),
     ]
-
-
-def stale_after() -> td:
-    return td(seconds=settings.WORKER_STALE_AFTER)
