@@ -5,3 +5,13 @@ import pytest
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness adds seconds to a suite that creates users in every test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_transport_outlives_its_test():
+    # The send loop keeps relay connections open between batches; a test's relay is gone
+    # when the test ends, and a later test may reuse its sender's id.
+    yield
+    from postroom.delivery.transports import open_transports
+
+    open_transports.close_all()

@@ -77,6 +77,7 @@ class SenderForm(forms.ModelForm):
     class Meta:
         model = Sender
         widgets = {"warmup_started_on": forms.DateInput(attrs={"type": "date"})}
+        labels = {"pool_size": "Connections per worker"}
         fields = [
             "name",
             "kind",
@@ -88,6 +89,7 @@ class SenderForm(forms.ModelForm):
             "security",
             "username",
             "timeout",
+            "pool_size",
             "per_second",
             "per_minute",
             "per_hour",
@@ -104,11 +106,14 @@ class SenderForm(forms.ModelForm):
             "warmup_growth_percent": "How much the daily limit grows each day, e.g. 50 (%).",
             "on_unknown": "After a crash, messages in flight have an unknown fate.",
             "timeout": "Seconds to wait for the relay or the service's API.",
+            "pool_size": "SMTP: connections each worker keeps open to the relay, sending side "
+            "by side (1 to 32). Lower it if the relay limits connections per client.",
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["warmup_growth_percent"].required = False  # 50 when left empty
+        self.fields["pool_size"].required = False  # the model's default when left empty
         for name, value in (self.instance.esp_options or {}).items():
             if name in OPTION_NAMES:
                 self.fields[name].initial = value
@@ -171,6 +176,10 @@ class SenderForm(forms.ModelForm):
 
     def clean_message_stream(self) -> str:
         return one_line(self.cleaned_data["message_stream"])
+
+    def clean_pool_size(self) -> int:
+        value = self.cleaned_data.get("pool_size")
+        return Sender._meta.get_field("pool_size").default if value is None else value
 
     def clean_warmup_growth_percent(self) -> int:
         value = self.cleaned_data.get("warmup_growth_percent")

@@ -11,12 +11,14 @@ policy (tests/test_mime.py holds the two to the same output).
 from __future__ import annotations
 
 import re
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import formataddr, formatdate
 
 from postroom.accounts.models import one_line
 from postroom.delivery.models import Email, Message
+from postroom.lib.emails import ascii_domain
 
 # RFC 5322 field names: printable ASCII without colon; we allow the usual letters, digits, "-".
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
@@ -36,7 +38,7 @@ PLAIN_MAX = 60
 
 def _message(email: Email, to: str, date: str, message_id: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"] = formataddr((one_line(email.from_name), email.from_email))
+    msg["From"] = formataddr((one_line(email.from_name), ascii_domain(email.from_email)))
     msg["To"] = to
     msg["Subject"] = one_line(email.subject)
     msg["Date"] = date
@@ -53,23 +55,39 @@ def _message(email: Email, to: str, date: str, message_id: str) -> EmailMessage:
 
 
 def to_header(message: Message) -> str:
-    return formataddr((one_line(message.to_name), message.to_email))
+    address = ascii_domain(message.to_email)
+    if not address.isascii():  # formataddr() takes ASCII only
+        local, _, domain = address.rpartition("@")
+        return str(Address(one_line(message.to_name), username=local, domain=domain))
+    return formataddr((one_line(message.to_name), address))
+
+
+def needs_smtputf8(address: str) -> bool:
+    """A local part that is not ASCII (jörg@example.com): no 7-bit header or envelope can
+    carry it, only SMTPUTF8 (RFC 6531) with UTF-8 headers (RFC 6532)."""
+    return not ascii_domain(address).isascii()
+
+
+def id_domain(email: Email) -> str:
+    """The domain of the From address in ASCII, for Message-IDs."""
+    return ascii_domain(email.from_email).rsplit("@", 1)[-1]
 
 
 def build_mime(email: Email, message: Message) -> bytes:
-    domain = email.from_email.rsplit("@", 1)[-1]
     msg = _message(
-        email, to_header(message), formatdate(localtime=False), message.message_id(domain)
+        email, to_header(message), formatdate(localtime=False), message.message_id(id_domain(email))
     )
     return msg.as_bytes(policy=SMTP)
 
 
-def header_line(name: str, value: str, plain: re.Pattern) -> bytes:
-    """`Name: value` CRLF as the stdlib's SMTP policy writes it (folded, RFC 2047 encoded)."""
+def header_line(name: str, value: str, plain: re.Pattern, utf8: bool = False) -> bytes:
+    """`Name: value` CRLF as the stdlib's SMTP policy writes it (folded, RFC 2047 encoded);
+    with `utf8`, as its SMTPUTF8 policy does (UTF-8 as it is)."""
     if len(value) <= PLAIN_MAX and plain.fullmatch(value):
         return f"{name}: {value}\r\n".encode("ascii")
     # What msg[name] = value and as_bytes(policy=SMTP) do, CR/LF check included.
-    return SMTP.fold_binary(*SMTP.header_store_parse(name, value))
+    policy = SMTPUTF8 if utf8 else SMTP
+    return policy.fold_binary(*policy.header_store_parse(name, value))
 
 
 class MimeTemplate:
@@ -77,7 +95,7 @@ class MimeTemplate:
 
     def __init__(self, email: Email):
         self.email = email
-        self.domain = email.from_email.rsplit("@", 1)[-1]
+        self.domain = id_domain(email)
         raw = _message(email, SLOT_TO, SLOT_DATE, SLOT_ID).as_bytes(policy=SMTP)
         end = raw.index(b"\r\n\r\n") + 2
         head, body = raw[:end], raw[end:]
@@ -95,7 +113,9 @@ class MimeTemplate:
         return b"".join(
             (
                 a,
-                header_line("To", to_header(message), PLAIN_TO),
+                header_line(
+                    "To", to_header(message), PLAIN_TO, utf8=needs_smtputf8(message.to_email)
+                ),
                 b,
                 f"Date: {date}\r\n".encode("ascii"),
                 c,

@@ -11,11 +11,16 @@ import hashlib
 import uuid
 from datetime import timedelta as td
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from postroom.accounts.models import Project
 from postroom.lib.crypto import decrypt, encrypt
+
+# A worker claims this many messages per connection to the relay at a time (Sender.batch_size).
+BATCH_PER_CONNECTION = 100
+MAX_POOL_SIZE = 32
 
 
 class Sender(models.Model):
@@ -56,6 +61,10 @@ class Sender(models.Model):
     username = models.CharField(max_length=255, blank=True)
     password_encrypted = models.TextField(blank=True)
     timeout = models.PositiveIntegerField(default=30)
+    # SMTP: connections each worker keeps open to the relay, sending side by side.
+    pool_size = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(MAX_POOL_SIZE)]
+    )
     # An email service's API key (for Amazon SES: the secret access key), and its settings
     # that are not secret (region, access key id, sending domain, API URL, message stream).
     api_key_encrypted = models.TextField(blank=True)
@@ -98,6 +107,12 @@ class Sender(models.Model):
     @api_key.setter
     def api_key(self, value: str) -> None:
         self.api_key_encrypted = encrypt(value)
+
+    def batch_size(self) -> int:
+        """Messages a worker claims at a time: BATCH_PER_CONNECTION for each connection.
+        A worker killed mid-batch leaves at most this many whose fate is unknown."""
+        connections = self.pool_size if self.kind == self.Kind.SMTP else 1
+        return BATCH_PER_CONNECTION * connections
 
     def limits(self) -> list[tuple[td, int]]:
         """(window, most messages in it) for every limit that is set."""

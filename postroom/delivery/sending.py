@@ -10,28 +10,32 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta as td
+from email.errors import HeaderParseError
 
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from postroom.contacts.models import Status, Suppression
+from postroom.contacts.models import Contact, Status, Suppression
 from postroom.delivery.limits import capacity
 from postroom.delivery.mime import MimeTemplate
-from postroom.delivery.models import Message, Sender
-from postroom.delivery.transports import transport_for
+from postroom.delivery.models import Email, Message, Sender
+from postroom.delivery.transports import open_transports
 from postroom.delivery.transports.base import (
     DEFERRED,
+    FAILED,
     SENT,
     SKIPPED,
     Outcome,
+    Parcel,
     SenderUnavailable,
 )
+from postroom.lib.emails import InvalidEmail
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 100
 # Deferred retries wait 1, 2, 4 ... minutes, at most 6 hours; after MAX_ATTEMPTS, give up.
 BACKOFF_BASE = td(minutes=1)
 BACKOFF_CAP = td(hours=6)
@@ -110,9 +114,12 @@ def claim_batch(sender: Sender, limit: int) -> tuple[uuid.UUID, list[Message]]:
             attempts=F("attempts") + 1,
             updated_at=now,
         )
-    batch = Message.objects.filter(claim=token).select_related("email", "contact")
-    batch = batch.order_by("priority", "id")
-    return token, list(batch)
+    batch = list(Message.objects.filter(claim=token).order_by("priority", "id"))
+    # Each Email once (its bodies are the bulk of a row), not once per recipient.
+    emails = Email.objects.in_bulk({m.email_id for m in batch})
+    for message in batch:
+        message.email = emails[message.email_id]
+    return token, batch
 
 
 def handle_one_send_batch() -> bool:
@@ -123,7 +130,7 @@ def handle_one_send_batch() -> bool:
         # claim_batch counts again under its lock, and that count is the one that holds.
         if capacity(sender, now) == 0:
             continue
-        token, batch = claim_batch(sender, BATCH_SIZE)
+        token, batch = claim_batch(sender, sender.batch_size())
         if batch:
             send_batch(sender, token, batch)
             return True
@@ -138,40 +145,40 @@ def skip_reasons(batch: list[Message]) -> dict[int, str]:
             project_id=batch[0].project_id, email__in={m.to_email for m in batch}
         ).values_list("email", "reason")
     )
+    marketing = {
+        m.contact_id for m in batch if m.priority != Message.Priority.TRANSACTIONAL and m.contact_id
+    }
+    status = dict(Contact.objects.filter(id__in=marketing).values_list("id", "status"))
     reasons = {}
     for m in batch:
         reason = suppressed.get(m.to_email)
-        marketing = m.priority != Message.Priority.TRANSACTIONAL
+        is_marketing = m.priority != Message.Priority.TRANSACTIONAL
         # Transactional mail (receipts, resets) ignores marketing unsubscribes only.
-        if reason and (marketing or reason != Suppression.Reason.UNSUBSCRIBED):
+        if reason and (is_marketing or reason != Suppression.Reason.UNSUBSCRIBED):
             reasons[m.id] = f"Skipped: the address is suppressed ({reason.replace('_', ' ')})."
-        elif marketing and m.contact and m.contact.status != Status.SUBSCRIBED:
-            reasons[m.id] = f"Skipped: the contact is {m.contact.status}."
+        elif is_marketing and status.get(m.contact_id, Status.SUBSCRIBED) != Status.SUBSCRIBED:
+            reasons[m.id] = f"Skipped: the contact is {status[m.contact_id]}."
     return reasons
 
 
 def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
-    transport = transport_for(sender)
     outcomes: dict[int, Outcome] = {
         mid: Outcome(SKIPPED, reason) for mid, reason in skip_reasons(batch).items()
     }
+    transport = open_transports.get(sender)
     unavailable = None
-    # The stdlib builds each Email's message once per batch; recipients fill in their headers.
-    templates: dict[int, MimeTemplate] = {}
     try:
-        transport.open()
-        for message in batch:
-            if message.id in outcomes:
-                continue
-            template = templates.get(message.email_id)
-            if template is None:
-                template = templates[message.email_id] = MimeTemplate(message.email)
-            raw = template.render(message)
-            outcomes[message.id] = transport.send(message, message.email.from_email, raw)
+        transport.send_many(parcels(batch, outcomes), len(batch) - len(outcomes), outcomes)
     except SenderUnavailable as e:
         unavailable = str(e)
-    finally:
-        transport.close()
+        open_transports.discard(sender)
+    except Exception:
+        # A fault of ours: what was sent is recorded; the rest waits and is tried again
+        # later (the attempt counts, so a message that keeps failing ends as failed).
+        log.exception("sending a batch of sender %s failed", sender.code)
+        open_transports.discard(sender)
+        for message in batch:
+            outcomes.setdefault(message.id, Outcome(DEFERRED, "Not sent: internal error."))
     record_outcomes(token, batch, outcomes)
     if unavailable:
         pause_sender(sender, unavailable)
@@ -180,51 +187,80 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
         Sender.objects.filter(pk=sender.pk).update(paused_reason="", paused_at=None)
 
 
+def parcels(batch: list[Message], outcomes: dict[int, Outcome]) -> Iterator[Parcel]:
+    """The batch's messages as bytes, made as the transport takes them. The stdlib builds
+    each Email's message once; every recipient fills in its own headers. A message that
+    cannot be built fails alone, with the reason."""
+    templates: dict[int, MimeTemplate] = {}
+    for message in batch:
+        if message.id in outcomes:
+            continue
+        try:
+            template = templates.get(message.email_id)
+            if template is None:
+                template = templates[message.email_id] = MimeTemplate(message.email)
+            raw = template.render(message)
+        except (ValueError, UnicodeError, HeaderParseError, InvalidEmail) as e:
+            outcomes[message.id] = Outcome(FAILED, f"Cannot build the message: {e}"[:500])
+            continue
+        yield Parcel(message, message.email.from_email, raw)
+
+
 def record_outcomes(token: uuid.UUID, batch: list[Message], outcomes: dict[int, Outcome]) -> None:
     """Write every result, only onto rows this claim still holds."""
     now = timezone.now()
-    changed = []
+    rows = []
     for message in batch:
         outcome = outcomes.get(message.id)
         if outcome is None:
             continue
-        message.last_response = outcome.response
-        message.updated_at = now
-        message.claim = None
-        message.lease_until = None
+        response, provider_id, next_attempt_at, sent_at = outcome.response, "", None, None
         if outcome.status == SKIPPED:
-            message.state = Message.State.SKIPPED
+            state = Message.State.SKIPPED
         elif outcome.status == SENT:
-            message.state, message.sent_at = Message.State.SENT, now
-            message.provider_id = outcome.provider_id[:255]
+            state, sent_at, provider_id = Message.State.SENT, now, outcome.provider_id[:255]
         elif outcome.status == DEFERRED and message.attempts < MAX_ATTEMPTS:
-            message.state = Message.State.DEFERRED
-            message.next_attempt_at = now + backoff(message.attempts)
+            state = Message.State.DEFERRED
+            next_attempt_at = now + backoff(message.attempts)
         else:
-            message.state = Message.State.FAILED
+            state = Message.State.FAILED
             if outcome.status == DEFERRED:
-                message.last_response = (
-                    f"Gave up after {message.attempts} attempts: {outcome.response}"[:500]
-                )
-        changed.append(message)
-    held = Message.objects.filter(claim=token)
-    with transaction.atomic():
-        # What differs per message goes in one bulk_update (CASE per row and field, so as
-        # few fields as possible: bench/send.py found it was 78% of a batch with all eight);
-        # what a whole outcome group shares goes in one plain UPDATE per group, last,
-        # because it releases the claim that fences every write here.
-        held.bulk_update(changed, ["last_response", "provider_id", "next_attempt_at"])
-        by_state: dict[str, list[int]] = {}
-        for message in changed:
-            by_state.setdefault(message.state, []).append(message.id)
-        for state, ids in by_state.items():
-            held.filter(id__in=ids).update(
-                state=state,
-                sent_at=now if state == Message.State.SENT else None,
-                claim=None,
-                lease_until=None,
-                updated_at=now,
-            )
+                response = f"Gave up after {message.attempts} attempts: {outcome.response}"
+        rows.append((message.id, state, response[:500], provider_id, next_attempt_at, sent_at))
+    write_results(token, rows, now)
+
+
+RESULT_COLUMNS = ("id", "state", "last_response", "provider_id", "next_attempt_at", "sent_at")
+
+
+def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
+    """One UPDATE ... FROM (VALUES ...) for a whole batch, releasing the claim, on rows that
+    still carry `token`. Django's bulk_update writes a CASE per row and field, and building
+    it cost more CPU than sending the mail (bench/RESULTS.md). SQLite needs 3.33 for
+    UPDATE FROM (postroom.E003)."""
+    if not rows:
+        return
+    fields = [Message._meta.get_field(name) for name in RESULT_COLUMNS]
+    params: list = []
+    for row in rows:
+        params += [f.get_db_prep_value(v, connection) for f, v in zip(fields, row, strict=True)]
+    claim = Message._meta.get_field("claim").get_db_prep_value(token, connection)
+    stamp = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
+    # PostgreSQL types a VALUES column of parameters that are all NULL as text.
+    cast = "::timestamptz" if connection.vendor == "postgresql" else ""
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+    # Names from the model, every value a parameter.
+    sql = (
+        f"WITH v ({', '.join(RESULT_COLUMNS)}) AS (VALUES {values}) "  # noqa: S608
+        f"UPDATE {Message._meta.db_table} SET state = v.state, "
+        "last_response = v.last_response, provider_id = v.provider_id, "
+        f"next_attempt_at = v.next_attempt_at{cast}, sent_at = v.sent_at{cast}, "
+        "claim = NULL, lease_until = NULL, updated_at = %s "
+        f"FROM v WHERE {Message._meta.db_table}.id = v.id "
+        f"AND {Message._meta.db_table}.claim = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, stamp, claim])
 
 
 def release_unsent(token: uuid.UUID, unsent: list[Message], reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -37,3 +38,18 @@ def is_valid_email(raw: str) -> bool:
     except InvalidEmail:
         return False
     return True
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain in ASCII (IDNA), as envelopes and headers carry it:
+    ann@bücher.de -> ann@xn--bcher-kva.de. The local part is left as it is: one that is not
+    ASCII needs SMTPUTF8 (RFC 6531) all the way."""
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as e:
+            raise InvalidEmail(f"{domain!r} is not a valid domain name: {e}") from None
+    return f"{local}@{domain}"

@@ -58,3 +58,21 @@ def check_debug(app_configs, **kwargs) -> list:
     if settings.DEBUG:
         return [Warning("DEBUG is on: error pages show internals.", id="postroom.W002")]
     return []
+
+
+@register()
+def check_sqlite_version(app_configs, **kwargs) -> list:
+    import sqlite3
+
+    # The send loop writes a batch's results with UPDATE ... FROM (delivery.sending).
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and (
+        sqlite3.sqlite_version_info < (3, 33)
+    ):
+        return [
+            Error(
+                f"SQLite {sqlite3.sqlite_version} is too old: Postroom needs 3.33 or newer.",
+                hint="Use Debian 12 or newer (SQLite 3.40), or PostgreSQL (DATABASE_URL).",
+                id="postroom.E003",
+            )
+        ]
+    return []

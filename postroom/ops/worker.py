@@ -21,6 +21,7 @@ from postroom.campaigns.actions import finish_done_campaigns, start_due_campaign
 from postroom.campaigns.stalls import check_stalled_campaigns
 from postroom.contacts.actions import handle_one_bulk_action
 from postroom.delivery.sending import handle_one_send_batch, requeue_due
+from postroom.delivery.transports import open_transports
 from postroom.ops.models import WorkerHeartbeat
 
 log = logging.getLogger("postroom.worker")
@@ -69,6 +70,7 @@ class Worker:
                 if self.stopping or not step():
                     break
                 found = True
+        open_transports.close_idle()
         if time.monotonic() - self.last_periodic >= 60:
             for job in PERIODIC:
                 job()
@@ -96,6 +98,7 @@ class Worker:
                 found = False
             if not found:
                 self.sleep(self.idle_sleep)
+        open_transports.close_all()
         WorkerHeartbeat.objects.filter(name=self.name).update(stopped_at=timezone.now())
         log.info("worker %s stopped", self.name)
 

@@ -20,13 +20,16 @@ def free_port() -> int:
 
 
 class ScriptedHandler:
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.sessions = 0
+        self.pipelining = pipelining
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads pipelined commands correctly, but never says so
+            return [responses[0], "250-PIPELINING", *responses[1:]]
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -54,8 +57,8 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 
 class SmtpServer:
-    def __init__(self, require_auth: bool = False) -> None:
-        self.handler = ScriptedHandler()
+    def __init__(self, require_auth: bool = False, pipelining: bool = True) -> None:
+        self.handler = ScriptedHandler(pipelining)
         self.port = free_port()
         kwargs = {}
         if require_auth:

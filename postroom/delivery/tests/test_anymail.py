@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from postroom.delivery.models import Email, Message, Sender
 from postroom.delivery.sending import handle_one_send_batch
+from postroom.delivery.transports import open_transports
 from postroom.test import BaseTestCase
 
 # Anymail 13.0.1 stopped testing SendGrid (anymail/django-anymail#432); it still works.
@@ -306,6 +307,9 @@ class SesTestCase(EspTestCase):
 
     @contextmanager
     def ses(self, *results):
+        # The SES client is made when the transport opens, and the send loop keeps it open
+        # between batches: a new mock needs a new transport.
+        open_transports.close_all()
         with mock.patch("boto3.session.Session") as session:
             client = session.return_value.client.return_value
             client.send_email.side_effect = list(results)

@@ -16,8 +16,9 @@ from unittest import mock
 import pytest
 
 from postroom.delivery import sending
-from postroom.delivery.sending import BATCH_SIZE
+from postroom.delivery.models import BATCH_PER_CONNECTION
 from postroom.delivery.tests.workerharness import (
+    SEED_POOL_SIZE,
     Processes,
     ScratchDatabase,
     Sink,
@@ -65,6 +66,9 @@ def wait_until_all_sent(database, processes, workers, count: int, timeout: float
         return database.states() == {"sent": count}
 
     wait_until(done, timeout, f"all {count} messages sent", poll=0.2)
+
+
+BATCH_SIZE = BATCH_PER_CONNECTION * SEED_POOL_SIZE
 
 
 def test_a_killed_worker_loses_nothing_and_resends_only_what_it_had_in_flight(

@@ -37,6 +37,10 @@ MODULE = "postroom.delivery.tests.workerharness"
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
+# Connections per worker of the seeded sender: a claim is BATCH_PER_CONNECTION times this.
+SEED_POOL_SIZE = 2
+
+
 def recipient(i: int) -> str:
     return f"r{i:05d}@example.org"
 
@@ -219,6 +223,12 @@ class RecordingHandler:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands correctly but does not say so: say it, so that
+        # the workers pipeline as they do with a real relay.
+        session.host_name = hostname
+        return [responses[0], "250-PIPELINING", *responses[1:]]
+
     async def handle_DATA(self, server, session, envelope):
         match = MESSAGE_ID.search(envelope.original_content)
         message_id = match.group(1).decode() if match else "-"
@@ -273,6 +283,7 @@ def run_seed(port: int, count: int, per_second: int | None) -> None:
         from_email="news@example.com",
         timeout=10,
         per_second=per_second,
+        pool_size=SEED_POOL_SIZE,
     )
     email = Email.objects.create(
         project=project,

@@ -1,5 +1,5 @@
 """Email services' APIs (Amazon SES, Postmark, SendGrid, Mailgun, Brevo, Resend) through
-django-anymail, one backend connection per batch.
+django-anymail, one backend connection kept open between batches.
 
 Each message goes out as its own API call with one recipient, and the service's answer is
 sorted like an SMTP reply: accepted -> SENT with the service's message id; the recipient or
@@ -24,13 +24,14 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
 from postroom.accounts.models import one_line
-from postroom.delivery.mime import HEADER_NAME
+from postroom.delivery.mime import HEADER_NAME, id_domain
 from postroom.delivery.models import Message, Sender
 from postroom.delivery.transports.base import (
     DEFERRED,
     FAILED,
     SENT,
     Outcome,
+    Parcel,
     SenderUnavailable,
     Transport,
 )
@@ -208,7 +209,7 @@ class AnymailTransport(Transport):
         super().__init__(sender)
         self.esp = ESPS[sender.kind]
 
-    def open(self) -> None:
+    def connect(self) -> BaseEmailBackend:
         try:
             conn = get_connection(self.esp.backend, **backend_kwargs(self.sender, self.esp))
             conn.open()
@@ -220,7 +221,7 @@ class AnymailTransport(Transport):
             raise
         except Exception as e:  # boto3 refusing a region name, and the like
             raise SenderUnavailable(f"{self.esp.name} client: {clip(e)}") from e
-        self.conn = conn
+        return conn
 
     def close(self) -> None:
         if self.conn is not None:
@@ -230,13 +231,21 @@ class AnymailTransport(Transport):
                 log.exception("closing the %s connection", self.esp.name)
             self.conn = None
 
-    def send(self, message: Message, envelope_from: str, raw: bytes) -> Outcome:
-        # envelope_from and raw are for SMTP: the services set their own Return-Path and
-        # build the MIME from the fields.
+    def open(self) -> None:
+        if self.conn is None:
+            self.conn = self.connect()
+
+    def send_many(self, parcels, size, outcomes) -> None:
+        self.halted = ""  # a new batch tries the service again
+        super().send_many(parcels, size, outcomes)
+
+    def send(self, parcel: Parcel) -> Outcome:
+        # The parcel's envelope sender and bytes are for SMTP: the services set their own
+        # Return-Path and build the MIME from the fields.
+        message = parcel.message
         if self.halted:
             return Outcome(DEFERRED, f"Not tried: {self.halted}"[:500])
-        if self.conn is None:
-            self.open()
+        self.open()
         try:
             mail = self.build(message)
             self.conn.send_messages([mail])
@@ -253,7 +262,7 @@ class AnymailTransport(Transport):
 
     def build(self, message: Message) -> EmailMultiAlternatives:
         email = message.email
-        headers = {"Message-ID": message.message_id(email.from_email.rsplit("@", 1)[-1])}
+        headers = {"Message-ID": message.message_id(id_domain(email))}
         for name, value in (email.headers or {}).items():
             if HEADER_NAME.match(name) and name.lower() not in OWN_HEADERS:
                 headers[name] = one_line(str(value))

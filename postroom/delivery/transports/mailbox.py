@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from postroom.delivery.models import MailboxMessage, Message
-from postroom.delivery.transports.base import SENT, Outcome, Transport
+from postroom.delivery.models import MailboxMessage
+from postroom.delivery.transports.base import SENT, Outcome, Parcel, Transport
 
 
 class MailboxTransport(Transport):
-    def send(self, message: Message, envelope_from: str, raw: bytes) -> Outcome:
+    def send(self, parcel: Parcel) -> Outcome:
+        message = parcel.message
         copy, _ = MailboxMessage.objects.update_or_create(
-            message=message, defaults={"project_id": message.project_id, "raw": raw}
+            message=message, defaults={"project_id": message.project_id, "raw": parcel.raw}
         )
         return Outcome(SENT, "250 Kept in the Postroom mailbox", provider_id=str(copy.code))
 
