@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import email
 from datetime import timedelta as td
+from unittest import mock
 
 from django.utils import timezone
 
@@ -204,6 +205,60 @@ class SendingTestCase(BaseTestCase):
         m.refresh_from_db()
         self.assertEqual(m.state, Message.State.SENT)
         self.assertNotIn("late answer", m.last_response)
+
+    def test_a_message_that_cannot_be_built_fails_alone(self) -> None:
+        # Written past the address check (an old import, a direct write): the batch goes on.
+        sender = default_sender(self.project)
+        bad, ok = self.queue(sender, "ann@bü_cher.de", "bob@example.org")
+        drain()
+        bad.refresh_from_db()
+        ok.refresh_from_db()
+        self.assertEqual((bad.state, ok.state), (Message.State.FAILED, Message.State.SENT))
+        self.assertIn("Cannot build the message", bad.last_response)
+
+    def test_a_fault_mid_batch_keeps_what_was_sent_and_defers_the_rest(self) -> None:
+        from postroom.delivery.transports.base import SENT, Outcome
+        from postroom.delivery.transports.mailbox import MailboxTransport
+
+        def send_one_then_break(transport, parcels, size, outcomes):
+            outcomes[next(parcels).message.id] = Outcome(SENT, "250 ok")
+            raise RuntimeError("a bug")
+
+        sender = default_sender(self.project)
+        first, second, third = self.queue(sender, "a@x.org", "b@x.org", "c@x.org")
+        with (
+            mock.patch.object(MailboxTransport, "send_many", send_one_then_break),
+            self.assertLogs("postroom.delivery.sending", "ERROR"),
+        ):
+            drain()
+        states = [Message.objects.get(pk=m.pk).state for m in (first, second, third)]
+        self.assertEqual(states, ["sent", "deferred", "deferred"])
+        second.refresh_from_db()
+        self.assertEqual(second.last_response, "Not sent: internal error.")
+
+    def test_results_of_a_big_batch_are_written_in_one_statement(self) -> None:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        sender = default_sender(self.project)
+        messages = self.queue(sender, *[f"r{i}@example.org" for i in range(50)])
+        token, batch = claim_batch(sender, 100)
+        from postroom.delivery.transports.base import DEFERRED, SENT, Outcome
+
+        outcomes = {m.id: Outcome(SENT, f"250 queued as Q{m.id}", f"Q{m.id}") for m in batch}
+        outcomes[batch[0].id] = Outcome(DEFERRED, "451 later")
+        with CaptureQueriesContext(connection) as queries:
+            sending.record_outcomes(token, batch, outcomes)
+        self.assertEqual(len(queries), 1)
+        rows = {m.pk: m for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
+        first = rows[batch[0].id]
+        self.assertEqual((first.state, first.last_response), ("deferred", "451 later"))
+        self.assertIsNotNone(first.next_attempt_at)
+        self.assertIsNone(first.sent_at)
+        last = rows[batch[-1].id]
+        self.assertEqual((last.state, last.provider_id), ("sent", f"Q{last.pk}"))
+        self.assertIsNotNone(last.sent_at)
+        self.assertTrue(all(m.claim is None and m.lease_until is None for m in rows.values()))
 
     def test_rate_limits_count_the_ledger(self) -> None:
         sender = default_sender(self.project)

@@ -60,6 +60,22 @@ class SenderViewsTestCase(BaseTestCase):
             r = self.client.post(self.url(f"senders/{sender.code}/test-connection/"), follow=True)
         self.assertContains(r, "Connected")
         self.assertContains(r, "250")
+        self.assertContains(r, "The relay offers PIPELINING.")
+
+    def test_connections_per_worker_default_to_four_and_stay_within_bounds(self) -> None:
+        self.login()
+        self.client.post(self.url("senders/new/"), SMTP_FORM)
+        sender = Sender.objects.get(name="Relay")
+        self.assertEqual((sender.pool_size, sender.batch_size()), (4, 400))
+        self.assertContains(self.client.get(self.url(f"senders/{sender.code}/")), "4 connections")
+        for bad in ("0", "33"):
+            r = self.client.post(
+                self.url(f"senders/{sender.code}/edit/"), {**SMTP_FORM, "pool_size": bad}
+            )
+            self.assertContains(r, "Ensure this value is")
+        self.client.post(self.url(f"senders/{sender.code}/edit/"), {**SMTP_FORM, "pool_size": "1"})
+        sender.refresh_from_db()
+        self.assertEqual((sender.pool_size, sender.batch_size()), (1, 100))
 
     def test_a_failed_connection_test_says_why(self) -> None:
         from postroom.delivery.tests.smtpserver import free_port
