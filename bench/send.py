@@ -18,6 +18,7 @@ one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pstats
@@ -58,6 +59,11 @@ def parse_args() -> argparse.Namespace:
         help="run the first worker under cProfile and print its top functions",
     )
     p.add_argument("--no-ceiling", action="store_true", help="skip the smtp-source run")
+    p.add_argument(
+        "--start-only",
+        action="store_true",
+        help="no sending: time the snapshot of N recipients into the ledger, then a cancel",
+    )
     return p.parse_args()
 
 
@@ -198,6 +204,23 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def database_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench database (the workers' and
+    ours), by pid; empty on SQLite, whose work runs inside the workers."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [pid for (pid,) in cur.fetchall()]
+    cpu = {}
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, PermissionError):  # gone, or not ours
+            cpu[pid] = proc_cpu(pid)
+    return cpu
+
+
 def proc_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -257,6 +280,15 @@ def main() -> None:
     from django.db import connection
 
     port = free_port()
+    if args.start_only:
+        try:
+            figures = time_start_and_cancel(args, port)
+        finally:
+            connection.close()
+            if not args.data_dir:
+                shutil.rmtree(data_dir, ignore_errors=True)
+        print(json.dumps(figures, default=str))
+        return
     dump = Path(data_dir, "sink.dump")
     sink = start_sink(port, dump)
     try:
@@ -267,6 +299,50 @@ def main() -> None:
         if not args.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
     print(json.dumps(figures, default=str))
+
+
+def time_start_and_cancel(args, port: int) -> dict[str, Any]:
+    """What a web request and the worker's start step cost for a big campaign: `start()`
+    (the request: it only marks the campaign due), the worker's snapshot into the ledger,
+    and `cancel()` (the request: it holds the Email and hands the rest to the worker)."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from postroom.campaigns import actions
+    from postroom.campaigns.models import Campaign
+    from postroom.delivery.models import Message
+
+    call_command("migrate", verbosity=0, interactive=False)
+    figures: dict[str, Any] = {"engine": connection.vendor, "recipients": args.recipients}
+    t0 = time.perf_counter()
+    campaign_id = seed(args.recipients, port, args.body_kb)
+    figures["seed_s"] = round(time.perf_counter() - t0, 1)
+    campaign = Campaign.objects.get(id=campaign_id)
+    timings = [
+        ("start_request_s", lambda: actions.start(campaign)),
+        ("snapshot_step_s", actions.start_due_campaigns),
+        ("live_page_progress_s", lambda: actions.progress(Campaign.objects.get(id=campaign_id))),
+        ("cancel_request_s", lambda: actions.cancel(Campaign.objects.get(id=campaign_id))),
+    ]
+    for name, step in timings:
+        t0 = time.perf_counter()
+        step()
+        figures[name] = round(time.perf_counter() - t0, 3)
+        print(f"{name}: {figures[name]} s", flush=True)
+    # The worker's part of the cancel, one chunk per step.
+    steps = []
+    while True:
+        t0 = time.perf_counter()
+        if not actions.cancel_unsent_recipients():
+            break
+        steps.append(time.perf_counter() - t0)
+    figures["cancel_steps"] = len(steps)
+    figures["cancel_step_max_s"] = round(max(steps), 3)
+    figures["cancel_worker_total_s"] = round(sum(steps), 2)
+    figures["state_after"] = Campaign.objects.get(id=campaign_id).state
+    print(f"cancelled in {len(steps)} steps, {figures['cancel_worker_total_s']} s", flush=True)
+    figures["ledger_rows"] = Message.objects.count()
+    return figures
 
 
 def run(args, env, data_dir: str, port: int, dump: Path, sink) -> dict[str, Any]:
@@ -294,6 +370,7 @@ def run(args, env, data_dir: str, port: int, dump: Path, sink) -> dict[str, Any]
     time.sleep(3)  # imports and django.setup(): not part of the send
     cpu_before = {p.pid: proc_cpu(p.pid) for p in workers}
     sink_cpu_before = proc_cpu(sink.pid)
+    db_cpu_before = database_cpu()
     try:
         campaign = Campaign.objects.get(id=campaign_id)
         wall0 = time.time()
@@ -313,6 +390,8 @@ def run(args, env, data_dir: str, port: int, dump: Path, sink) -> dict[str, Any]
         cpu = sum(proc_cpu(p.pid) - cpu_before[p.pid] for p in workers)
         rss = max(proc_hwm_mb(p.pid) for p in workers)
         sink_cpu = proc_cpu(sink.pid) - sink_cpu_before
+        db_cpu_after = database_cpu()
+        db_cpu = sum(t - db_cpu_before.get(pid, 0.0) for pid, t in db_cpu_after.items())
     finally:
         stop(workers)
     messages = Message.objects.filter(email_id=campaign.email_id)
@@ -329,6 +408,8 @@ def run(args, env, data_dir: str, port: int, dump: Path, sink) -> dict[str, Any]
     figures["send_loop_messages_per_second"] = round(states.get("sent", 0) / max(loop, 1e-9))
     figures["cpu_seconds_per_1000"] = round(cpu / n * 1000, 3)
     figures["sink_cpu_seconds_per_1000"] = round(sink_cpu / n * 1000, 3)
+    if db_cpu_after:
+        figures["database_cpu_seconds_per_1000"] = round(db_cpu / n * 1000, 3)
     figures["peak_rss_mb"] = round(rss, 1)
 
     seen = sink_recipients(dump)

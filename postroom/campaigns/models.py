@@ -16,6 +16,8 @@ class Campaign(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         SENDING = "sending", "Sending"
         PAUSED = "paused", "Paused"
+        # Stopped; the worker is marking the recipients not yet sent to as cancelled.
+        CANCELLING = "cancelling", "Cancelling"
         CANCELLED = "cancelled", "Cancelled"
         FINISHED = "finished", "Finished"
 

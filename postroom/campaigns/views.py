@@ -114,7 +114,8 @@ def _live_context(campaign: Campaign) -> dict:
         "progress": progress,
         "remaining": remaining,
         "eta_text": duration(eta) if eta else "",
-        "live": campaign.state in (Campaign.State.SCHEDULED, Campaign.State.SENDING),
+        "live": campaign.state
+        in (Campaign.State.SCHEDULED, Campaign.State.SENDING, Campaign.State.CANCELLING),
         "state_counts": [
             (value, label, progress["counts"].get(value, 0))
             for value, label in Message.State.choices

@@ -187,7 +187,7 @@ class Message(models.Model):
         CAMPAIGN = 2, "Campaign"
 
     project = models.ForeignKey(Project, models.CASCADE, related_name="messages", db_index=False)
-    email = models.ForeignKey(Email, models.CASCADE, related_name="messages")
+    email = models.ForeignKey(Email, models.CASCADE, related_name="messages", db_index=False)
     sender = models.ForeignKey(Sender, models.PROTECT, related_name="messages", db_index=False)
     contact = models.ForeignKey(
         "contacts.Contact", models.SET_NULL, null=True, blank=True, related_name="messages"
@@ -218,6 +218,9 @@ class Message(models.Model):
             models.Index(
                 fields=["sender", "state", "priority", "id"], name="delivery_message_queue"
             ),
+            # An Email's recipients by state: a campaign's live counts, its finish check,
+            # cancel and retry (campaigns.actions); it also serves the foreign key.
+            models.Index(fields=["email", "state"], name="delivery_message_email_state"),
             # Rate limits count what a sender sent in a window (delivery.limits).
             models.Index(fields=["sender", "sent_at"], name="delivery_message_sent"),
             # Message lists of a project, newest first.

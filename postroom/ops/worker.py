@@ -17,7 +17,11 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from postroom.accounts.actions import prune_login_failures
-from postroom.campaigns.actions import finish_done_campaigns, start_due_campaigns
+from postroom.campaigns.actions import (
+    cancel_unsent_recipients,
+    finish_done_campaigns,
+    start_due_campaigns,
+)
 from postroom.campaigns.stalls import check_stalled_campaigns
 from postroom.contacts.actions import handle_one_bulk_action
 from postroom.delivery.sending import handle_one_send_batch, requeue_due
@@ -31,6 +35,7 @@ STEPS: list[Callable[[], bool]] = [
     requeue_due,
     handle_one_send_batch,
     handle_one_bulk_action,
+    cancel_unsent_recipients,
     finish_done_campaigns,
 ]
 

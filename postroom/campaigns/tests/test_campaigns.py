@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta as td
+from unittest import mock
 
 from django.utils import timezone
 
@@ -135,6 +136,48 @@ class CampaignTestCase(BaseTestCase):
         campaign.refresh_from_db()
         self.assertEqual(campaign.state, "cancelled")
         self.assertEqual(set(Message.objects.values_list("state", flat=True)), {"cancelled"})
+
+    def test_cancel_stops_at_once_and_the_worker_marks_the_rest_in_chunks(self) -> None:
+        for i in range(5):
+            self.make_contact(f"extra{i}@example.com")
+        campaign = self.create(audience="all")
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        actions.start_due_campaigns()
+        campaign.refresh_from_db()
+        # One recipient is in flight with a worker when the campaign is cancelled.
+        flying = Message.objects.order_by("id").first()
+        Message.objects.filter(pk=flying.pk).update(state="sending")
+        r = self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"), follow=True)
+        self.assertContains(r, "being marked cancelled")
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "cancelling")
+        self.assertFalse(handle_one_send_batch())  # nothing more goes out
+        with mock.patch.object(actions, "CANCEL_CHUNK", 2):
+            steps = 0
+            while actions.cancel_unsent_recipients():
+                steps += 1
+        unsent = campaign.recipients - 1
+        self.assertGreater(unsent, 4)
+        self.assertEqual(steps, -(-unsent // 2))  # 2 at a time
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "cancelling")  # one is still in flight
+        # Its worker records it as deferred: the next step cancels it, then the campaign.
+        Message.objects.filter(pk=flying.pk).update(state="deferred")
+        while actions.cancel_unsent_recipients():
+            pass
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "cancelled")
+        self.assertIsNotNone(campaign.finished_at)
+        self.assertEqual(set(Message.objects.values_list("state", flat=True)), {"cancelled"})
+        r = self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"), follow=True)
+        self.assertContains(r, "already cancelled")
+
+    def test_a_scheduled_campaign_is_cancelled_at_once(self) -> None:
+        campaign = self.create()
+        actions.start(campaign, when=timezone.now() + td(days=1))
+        self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"))
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "cancelled")
 
     def test_retry_failed_requeues_and_reopens(self) -> None:
         campaign = self.create()
