@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta as td
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -234,13 +234,17 @@ def cancel(campaign: Campaign) -> None:
         raise CampaignError("state", f"the campaign is already {campaign.state}.")
     if campaign.state == Campaign.State.CANCELLING:
         raise CampaignError("state", "the campaign is already being cancelled.")
-    if campaign.email_id:
+    not_started = Campaign.objects.filter(pk=campaign.pk, email=None)
+    not_started = not_started.exclude(state__in=[Campaign.State.FINISHED, Campaign.State.CANCELLED])
+    # Conditional, because the worker may be starting it at this very moment.
+    if not not_started.update(state=Campaign.State.CANCELLED, finished_at=timezone.now()):
+        campaign.refresh_from_db()
+        if campaign.email_id is None:  # cancelled or finished meanwhile
+            raise CampaignError("state", f"the campaign is already {campaign.state}.")
         Email.objects.filter(pk=campaign.email_id).update(held=True)
-        Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.CANCELLING)
-    else:  # never started: nobody to mark
-        Campaign.objects.filter(pk=campaign.pk).update(
-            state=Campaign.State.CANCELLED, finished_at=timezone.now()
-        )
+        Campaign.objects.filter(pk=campaign.pk).exclude(
+            state__in=[Campaign.State.FINISHED, Campaign.State.CANCELLED]
+        ).update(state=Campaign.State.CANCELLING)
 
 
 # Recipients marked cancelled per worker step: short write transactions at any audience size.
@@ -254,26 +258,34 @@ def cancel_unsent_recipients() -> bool:
     record one as deferred, which the next step then cancels)."""
     cancelling = Campaign.objects.filter(state=Campaign.State.CANCELLING)
     for campaign in cancelling.order_by("id")[:5]:
-        unsent = Message.objects.filter(email_id=campaign.email_id, state__in=UNSENT)
-        ids = list(unsent.values_list("id", flat=True)[:CANCEL_CHUNK])
+        messages = Message.objects.filter(email_id=campaign.email_id)
+        # In flight first: the Email is held, so no new claim can start, and a message
+        # seen neither in flight nor unsent below is settled for good.
+        in_flight = messages.filter(state=Message.State.SENDING).exists()
+        ids = list(messages.filter(state__in=UNSENT).values_list("id", flat=True)[:CANCEL_CHUNK])
         if ids:
             Message.objects.filter(id__in=ids, state__in=UNSENT).update(
                 state=Message.State.CANCELLED, updated_at=timezone.now()
             )
             return True
-        in_flight = Message.objects.filter(
-            email_id=campaign.email_id, state=Message.State.SENDING
-        ).exists()
         if not in_flight:
-            Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.CANCELLING).update(
-                state=Campaign.State.CANCELLED, finished_at=timezone.now()
-            )
+            unfinished = Message.objects.filter(email_id=OuterRef("email_id"), state__in=UNFINISHED)
+            Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.CANCELLING).exclude(
+                Exists(unfinished)
+            ).update(state=Campaign.State.CANCELLED, finished_at=timezone.now())
             return True
     return False
 
 
+RETRYABLE = [Campaign.State.SENDING, Campaign.State.PAUSED, Campaign.State.FINISHED]
+
+
 def retry(campaign: Campaign, state: str) -> int:
     """Queue the campaign's failed (or deferred) recipients again now."""
+    if campaign.state not in RETRYABLE:
+        raise CampaignError(
+            "state", f"a {campaign.state} campaign sends nothing more: duplicate it instead."
+        )
     if state not in (Message.State.FAILED, Message.State.DEFERRED) or not campaign.email_id:
         return 0
     count = Message.objects.filter(email_id=campaign.email_id, state=state).update(

@@ -11,7 +11,7 @@ from postroom.campaigns.models import Campaign
 from postroom.contacts.models import Segment
 from postroom.delivery.actions import DeliveryError, check_from
 from postroom.delivery.models import Sender
-from postroom.lib.emails import InvalidEmail, normalise_email
+from postroom.lib.emails import InvalidEmail, normalise_sender_email
 
 
 class CampaignForm(forms.ModelForm):
@@ -56,7 +56,7 @@ class CampaignForm(forms.ModelForm):
         if not value:
             return ""
         try:
-            return normalise_email(value)
+            return normalise_sender_email(value)
         except InvalidEmail as e:
             raise forms.ValidationError(str(e)) from None
 

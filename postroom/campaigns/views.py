@@ -190,8 +190,12 @@ def campaign_cancel(request: HttpRequest, code) -> HttpResponse:
 def campaign_retry(request: HttpRequest, code) -> HttpResponse:
     campaign = _get_campaign(request, code)
     state = request.POST.get("state", "")
-    count = actions.retry(campaign, state)
-    messages.success(request, f"{count} recipient{'s' if count != 1 else ''} queued again.")
+    try:
+        count = actions.retry(campaign, state)
+    except CampaignError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(request, f"{count} recipient{'s' if count != 1 else ''} queued again.")
     return _back(request, campaign)
 
 

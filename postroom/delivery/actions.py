@@ -10,7 +10,7 @@ from postroom.accounts.models import Project, User, one_line
 from postroom.delivery.models import Email, Message, Sender
 from postroom.delivery.transports import transport_for
 from postroom.delivery.transports.base import SenderUnavailable
-from postroom.lib.emails import InvalidEmail, normalise_email
+from postroom.lib.emails import InvalidEmail, normalise_email, normalise_sender_email
 
 
 class DeliveryError(ValueError):
@@ -50,7 +50,7 @@ def make_default(sender: Sender) -> None:
 
 def check_from(sender: Sender, from_email: str) -> str:
     try:
-        address = normalise_email(from_email)
+        address = normalise_sender_email(from_email)
     except InvalidEmail as e:
         raise DeliveryError("from_email", str(e)) from None
     if address.rsplit("@", 1)[-1] not in sender.allowed_domains():

@@ -8,7 +8,7 @@ from django.core.validators import URLValidator
 from postroom.accounts.models import one_line
 from postroom.delivery.models import Sender
 from postroom.delivery.transports.anymail import ESPS
-from postroom.lib.emails import InvalidEmail, normalise_email
+from postroom.lib.emails import InvalidEmail, normalise_email, normalise_sender_email
 
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 AWS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
@@ -126,7 +126,7 @@ class SenderForm(forms.ModelForm):
 
     def clean_from_email(self) -> str:
         try:
-            return normalise_email(self.cleaned_data["from_email"])
+            return normalise_sender_email(self.cleaned_data["from_email"])
         except InvalidEmail as e:
             raise forms.ValidationError(str(e)) from None
 

@@ -44,7 +44,7 @@ def _message(email: Email, to: str, date: str, message_id: str) -> EmailMessage:
     msg["Date"] = date
     msg["Message-ID"] = message_id
     if email.reply_to:
-        msg["Reply-To"] = one_line(email.reply_to)
+        msg["Reply-To"] = ascii_domain(one_line(email.reply_to))
     for name, value in (email.headers or {}).items():
         if HEADER_NAME.match(name):
             msg[name] = one_line(str(value))

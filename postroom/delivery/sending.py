@@ -21,7 +21,7 @@ from django.utils import timezone
 from postroom.contacts.models import Contact, Status, Suppression
 from postroom.delivery.limits import capacity
 from postroom.delivery.mime import MimeTemplate
-from postroom.delivery.models import Email, Message, Sender
+from postroom.delivery.models import BATCH_PER_CONNECTION, Email, Message, Sender
 from postroom.delivery.transports import open_transports
 from postroom.delivery.transports.base import (
     DEFERRED,
@@ -130,7 +130,11 @@ def handle_one_send_batch() -> bool:
         # claim_batch counts again under its lock, and that count is the one that holds.
         if capacity(sender, now) == 0:
             continue
-        token, batch = claim_batch(sender, sender.batch_size())
+        # A claim per connection that works now (a relay may take fewer than the pool).
+        connections = open_transports.get(sender).connections()
+        token, batch = claim_batch(
+            sender, min(sender.batch_size(), BATCH_PER_CONNECTION * connections)
+        )
         if batch:
             send_batch(sender, token, batch)
             return True
@@ -168,7 +172,12 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
     transport = open_transports.get(sender)
     unavailable = None
     try:
-        transport.send_many(parcels(batch, outcomes), len(batch) - len(outcomes), outcomes)
+        transport.send_many(
+            parcels(batch, outcomes),
+            len(batch) - len(outcomes),
+            outcomes,
+            heartbeat=lambda: renew_lease(token),
+        )
     except SenderUnavailable as e:
         unavailable = str(e)
         open_transports.discard(sender)
@@ -203,6 +212,10 @@ def parcels(batch: list[Message], outcomes: dict[int, Outcome]) -> Iterator[Parc
         except (ValueError, UnicodeError, HeaderParseError, InvalidEmail) as e:
             outcomes[message.id] = Outcome(FAILED, f"Cannot build the message: {e}"[:500])
             continue
+        except Exception as e:  # a fault of ours: this message fails, the batch goes on
+            log.exception("building message %s", message.id)
+            outcomes[message.id] = Outcome(FAILED, f"Cannot build the message: {e!r}"[:500])
+            continue
         yield Parcel(message, message.email.from_email, raw)
 
 
@@ -226,11 +239,29 @@ def record_outcomes(token: uuid.UUID, batch: list[Message], outcomes: dict[int, 
             state = Message.State.FAILED
             if outcome.status == DEFERRED:
                 response = f"Gave up after {message.attempts} attempts: {outcome.response}"
-        rows.append((message.id, state, response[:500], provider_id, next_attempt_at, sent_at))
+        rows.append(
+            (
+                message.id,
+                state,
+                response[:500],
+                provider_id,
+                next_attempt_at,
+                sent_at,
+                outcome.maybe_duplicate,
+            )
+        )
     write_results(token, rows, now)
 
 
-RESULT_COLUMNS = ("id", "state", "last_response", "provider_id", "next_attempt_at", "sent_at")
+RESULT_COLUMNS = (
+    "id",
+    "state",
+    "last_response",
+    "provider_id",
+    "next_attempt_at",
+    "sent_at",
+    "maybe_duplicate",
+)
 
 
 def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
@@ -248,19 +279,27 @@ def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
     stamp = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
     # PostgreSQL types a VALUES column of parameters that are all NULL as text.
     cast = "::timestamptz" if connection.vendor == "postgresql" else ""
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+    values = ", ".join(["(" + ", ".join(["%s"] * len(RESULT_COLUMNS)) + ")"] * len(rows))
     # Names from the model, every value a parameter.
+    table = Message._meta.db_table
     sql = (
         f"WITH v ({', '.join(RESULT_COLUMNS)}) AS (VALUES {values}) "  # noqa: S608
-        f"UPDATE {Message._meta.db_table} SET state = v.state, "
+        f"UPDATE {table} SET state = v.state, "
         "last_response = v.last_response, provider_id = v.provider_id, "
         f"next_attempt_at = v.next_attempt_at{cast}, sent_at = v.sent_at{cast}, "
+        f"maybe_duplicate = {table}.maybe_duplicate OR v.maybe_duplicate, "
         "claim = NULL, lease_until = NULL, updated_at = %s "
-        f"FROM v WHERE {Message._meta.db_table}.id = v.id "
-        f"AND {Message._meta.db_table}.claim = %s"
+        f"FROM v WHERE {table}.id = v.id AND {table}.claim = %s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, stamp, claim])
+
+
+def renew_lease(token: uuid.UUID) -> None:
+    """A batch still being sent keeps its claim: the lease runs out only for a dead worker."""
+    Message.objects.filter(claim=token, state=Message.State.SENDING).update(
+        lease_until=timezone.now() + Message.LEASE
+    )
 
 
 def release_unsent(token: uuid.UUID, unsent: list[Message], reason: str) -> None:

@@ -32,6 +32,18 @@ def normalise_email(raw: str) -> str:
     return result.normalized.lower()
 
 
+def normalise_sender_email(raw: str) -> str:
+    """A From or Reply-To address: normalised, and ASCII before the @, which every relay and
+    mailbox can take (an internationalised domain is fine: it goes out in ASCII)."""
+    address = normalise_email(raw)
+    if not address.rpartition("@")[0].isascii():
+        raise InvalidEmail(
+            f"{address!r}: use an address with plain ASCII before the @ to send from; "
+            "most relays cannot send from others."
+        )
+    return address
+
+
 def is_valid_email(raw: str) -> bool:
     try:
         normalise_email(raw)

@@ -172,6 +172,26 @@ class CampaignTestCase(BaseTestCase):
         r = self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"), follow=True)
         self.assertContains(r, "already cancelled")
 
+    def test_a_cancelled_campaign_cannot_be_retried(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        actions.start_due_campaigns()
+        Message.objects.update(state="failed")
+        self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"))
+        r = self.client.get(self.url(f"campaigns/{campaign.code}/"))
+        self.assertNotContains(r, "Retry failed")
+        r = self.client.post(
+            self.url(f"campaigns/{campaign.code}/retry/"), {"state": "failed"}, follow=True
+        )
+        self.assertContains(r, "duplicate it instead")
+        self.assertEqual(set(Message.objects.values_list("state", flat=True)), {"failed"})
+
+    def test_a_reply_to_must_be_plain_ascii_before_the_at(self) -> None:
+        r = self.client.post(self.url("campaigns/new/"), self.form(reply_to="jörg@example.com"))
+        self.assertContains(r, "plain ASCII before the @")
+        r = self.client.post(self.url("campaigns/new/"), self.form(reply_to="help@bücher.de"))
+        self.assertEqual(r.status_code, 302)
+
     def test_a_scheduled_campaign_is_cancelled_at_once(self) -> None:
         campaign = self.create()
         actions.start(campaign, when=timezone.now() + td(days=1))

@@ -7,15 +7,18 @@ a lock-step one.
 - It refuses a MAIL inside an open transaction (503), so a client that forgets RSET after a
   refused DATA is caught.
 - Recipients script the answers: reject@ (RCPT 550), defer@ (RCPT 451), baddata@ (DATA 554),
-  toobig@ (end of data 552), drop@ (hangs up after the body), bye@ (421 after the body).
+  toobig@ (end of data 552), drop@ (hangs up after the body), dropfirst@ (the same, the
+  first time only), bye@ (421 after the body).
 - `max_connections` answers 421 to the greeting of connections beyond it.
 - `idle_close` says 421 and hangs up on a client that is silent that many seconds.
+- `greeting`, `esmtp=False` (EHLO refused, HELO taken) and `refuse_rset` script the rest.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -33,6 +36,10 @@ class Relay:
     strict_pipelining: bool = True
     max_connections: int = 100
     idle_close: float | None = None
+    greeting: str = "220 relay.test ESMTP"
+    esmtp: bool = True  # False: EHLO is refused, HELO works (an old relay)
+    refuse_rset: bool = False
+    slow_end_of_data: float = 0.0  # seconds before answering the final dot
     received: list[Received] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)  # every command line, in order
     connections: int = 0  # accepted and greeted with 220
@@ -43,6 +50,7 @@ class Relay:
         self.port = self.listener.getsockname()[1]
         self.open_connections = 0
         self.stopping = False
+        self.dropped: set[str] = set()  # dropfirst@ recipients already hung up on once
 
     def __enter__(self) -> Relay:
         threading.Thread(target=self.accept, daemon=True).start()
@@ -109,7 +117,7 @@ class Session:
         return text
 
     def run(self) -> None:
-        self.say("220 relay.test ESMTP")
+        self.say(self.relay.greeting)
         try:
             pending: list[str] = []
             while True:
@@ -124,7 +132,11 @@ class Session:
             return
 
     def handle(self, verb: str, command: str) -> bool:
-        if verb == "EHLO":
+        if verb == "EHLO" and not self.relay.esmtp:
+            self.say("502 5.5.2 Error: command not recognized")
+        elif verb == "HELO":
+            self.say("250 relay.test")
+        elif verb == "EHLO":
             lines = ["relay.test", *self.relay.extensions]
             for i, text in enumerate(lines):
                 self.say(f"250{'-' if i < len(lines) - 1 else ' '}{text}")
@@ -139,6 +151,8 @@ class Session:
             self.rcpt_to(command[len("RCPT TO:") :].strip("<>"))
         elif verb == "DATA":
             return self.data()
+        elif verb == "RSET" and self.relay.refuse_rset:
+            self.say("502 5.5.2 Error: command not recognized")
         elif verb == "RSET":
             self.mail = self.rcpt = None
             self.say("250 2.0.0 Ok")
@@ -183,7 +197,11 @@ class Session:
         (mail_from, params), rcpt = self.mail, self.rcpt
         self.mail = self.rcpt = None
         local = rcpt.split("@")[0]
+        time.sleep(self.relay.slow_end_of_data)
         if local == "drop":
+            raise Hangup
+        if local == "dropfirst" and rcpt not in self.relay.dropped:
+            self.relay.dropped.add(rcpt)
             raise Hangup
         if local == "bye":
             self.say("421 4.3.2 Shutting down")

@@ -220,7 +220,7 @@ class SendingTestCase(BaseTestCase):
         from postroom.delivery.transports.base import SENT, Outcome
         from postroom.delivery.transports.mailbox import MailboxTransport
 
-        def send_one_then_break(transport, parcels, size, outcomes):
+        def send_one_then_break(transport, parcels, size, outcomes, heartbeat=None):
             outcomes[next(parcels).message.id] = Outcome(SENT, "250 ok")
             raise RuntimeError("a bug")
 

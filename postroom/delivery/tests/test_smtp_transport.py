@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import time
+from unittest import mock
 
 from postroom.delivery.mime import MimeTemplate
 from postroom.delivery.models import Email, Message, Sender
@@ -230,6 +231,70 @@ class SmtpTransportTestCase(BaseTestCase):
             line for line in relay.received[0].data.splitlines(True) if b"Date:" not in line
         )
         self.assertEqual(got, strip_date)
+
+    def test_a_refused_rset_leaves_no_message_behind(self) -> None:
+        with Relay(refuse_rset=True) as relay:
+            messages = self.queue(self.sender(relay), "baddata@example.org", "ok@example.org")
+            drain()
+        self.assertEqual(self.states(messages), ["failed", "sent"])
+        self.assertEqual([r.rcpt for r in relay.received], ["ok@example.org"])
+
+    def test_a_relay_that_will_not_greet_pauses_the_sender(self) -> None:
+        with Relay(greeting="554 5.7.1 No SMTP service here") as relay:
+            sender = self.sender(relay)
+            messages = self.queue(sender, "a@example.org")
+            drain()
+        sender.refresh_from_db()
+        self.assertIn("554 5.7.1 No SMTP service here", sender.paused_reason)
+        self.assertEqual(self.states(messages), ["queued"])
+        self.assertEqual(messages[0].attempts, 0)
+
+    def test_a_relay_without_esmtp_gets_helo(self) -> None:
+        with Relay(esmtp=False, strict_pipelining=False) as relay:
+            messages = self.queue(self.sender(relay), "a@example.org")
+            drain()
+        self.assertEqual(self.states(messages), ["sent"])
+        self.assertIn("HELO [127.0.0.1]", " ".join(relay.commands).replace("helo", "HELO"))
+
+    def test_a_message_handed_over_then_cut_off_is_sent_again_and_marked(self) -> None:
+        with Relay() as relay:
+            m, other = self.queue(self.sender(relay), "dropfirst@example.org", "ok@example.org")
+            drain()
+        self.assertEqual(self.states([m, other]), ["sent", "sent"])
+        # The relay may have queued the first copy before it hung up: the ledger says so.
+        self.assertTrue(m.maybe_duplicate)
+        self.assertFalse(other.maybe_duplicate)
+
+    def test_a_sender_may_hold_a_message_whose_fate_is_unknown(self) -> None:
+        with Relay() as relay:
+            sender = self.sender(relay, on_unknown=Sender.Unknown.HOLD)
+            m, other = self.queue(sender, "dropfirst@example.org", "ok@example.org")
+            drain()
+        self.assertEqual(self.states([m, other]), ["failed", "sent"])
+        self.assertIn("held for review", m.last_response)
+        self.assertEqual(relay.commands.count("RCPT TO:<dropfirst@example.org>"), 1)
+
+    def test_the_claim_is_renewed_while_a_slow_relay_answers(self) -> None:
+        from postroom.delivery import sending
+        from postroom.delivery.transports import smtp
+
+        with (
+            Relay(slow_end_of_data=0.3) as relay,
+            mock.patch.object(smtp, "HEARTBEAT_SECONDS", 0.05),
+            mock.patch.object(sending, "renew_lease", wraps=sending.renew_lease) as renew,
+        ):
+            messages = self.queue(self.sender(relay), "a@example.org")
+            drain()
+        self.assertEqual(self.states(messages), ["sent"])
+        self.assertGreaterEqual(renew.call_count, 2)
+
+    def test_a_reply_to_with_an_idn_domain_goes_out_in_ascii(self) -> None:
+        with Relay() as relay:
+            sender = self.sender(relay)
+            (m,) = self.queue(sender, "a@example.org")
+            Email.objects.filter(pk=m.email_id).update(reply_to="help@bücher.de")
+            drain()
+        self.assertIn(b"Reply-To: help@xn--bcher-kva.de\r\n", relay.received[0].data)
 
     def tearDown(self) -> None:
         open_transports.close_all()

@@ -67,7 +67,7 @@ class TransportCache:
         """After a failure: the next batch starts from a new transport."""
         entry = self.entries.pop(sender.pk, None)
         if entry is not None:
-            entry[1].close()
+            entry[1].abort()
 
     def close_idle(self) -> None:
         cutoff = time.monotonic() - self.IDLE_SECONDS

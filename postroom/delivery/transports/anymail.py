@@ -235,9 +235,9 @@ class AnymailTransport(Transport):
         if self.conn is None:
             self.conn = self.connect()
 
-    def send_many(self, parcels, size, outcomes) -> None:
+    def send_many(self, parcels, size, outcomes, heartbeat=None) -> None:
         self.halted = ""  # a new batch tries the service again
-        super().send_many(parcels, size, outcomes)
+        super().send_many(parcels, size, outcomes, heartbeat)
 
     def send(self, parcel: Parcel) -> Outcome:
         # The parcel's envelope sender and bytes are for SMTP: the services set their own

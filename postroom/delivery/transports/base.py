@@ -4,7 +4,7 @@ between batches; answer a connection test."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from postroom.delivery.models import Message, Sender
@@ -18,6 +18,9 @@ class Outcome:
     status: str  # SENT, DEFERRED (try again later) or FAILED (permanent)
     response: str  # the relay's own words, kept on the message
     provider_id: str = ""
+    # An earlier attempt's fate is unknown (the connection dropped after the message was
+    # handed over): this one may be a second copy, and the ledger says so.
+    maybe_duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +50,25 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027
         """Disconnect; never raises."""
 
-    def send_many(self, parcels: Iterator[Parcel], size: int, outcomes: dict[int, Outcome]):
+    def abort(self) -> None:
+        """Disconnect after a fault, without the courtesies (a session may be mid-message)."""
+        self.close()
+
+    def connections(self) -> int:
+        """Connections this transport can use now: a batch is sized by it."""
+        return 1
+
+    def send_many(
+        self,
+        parcels: Iterator[Parcel],
+        size: int,
+        outcomes: dict[int, Outcome],
+        heartbeat: Callable[[], None] | None = None,
+    ) -> None:
         """Hand every parcel over (`size` of them, about), writing each outcome into
         `outcomes` by message id as soon as it is known. Raises SenderUnavailable for
-        sender-wide trouble: what `outcomes` holds by then stands, the rest was not sent."""
+        sender-wide trouble: what `outcomes` holds by then stands, the rest was not sent.
+        A transport that waits long calls `heartbeat` now and then (it renews the claim)."""
         self.open()
         for parcel in parcels:
             outcomes[parcel.message.id] = self.send(parcel)

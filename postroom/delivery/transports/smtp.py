@@ -54,6 +54,19 @@ MESSAGES_PER_CONNECTION = 10
 # A connection that could not be opened while others could (a relay limiting connections
 # per client) is not tried again for this long.
 REFUSED_BACKOFF = 60.0
+# Seconds to wait for the answer to the final dot, at least (RFC 5321 4.5.3.2.6 suggests 10
+# minutes; a batch's lease is renewed while it waits, see SmtpTransport.send_many).
+END_OF_DATA_TIMEOUT = 120
+# How often the send loop's heartbeat runs while the connections send.
+HEARTBEAT_SECONDS = 30.0
+
+HANDED_HELD = (
+    "Connection lost after the message was handed over; held for review "
+    "(it may have been delivered)"
+)
+HANDED_RESEND = (
+    "Connection lost after the message was handed over; it will be sent again (may be a duplicate)."
+)
 
 
 def answer(code: int, text: bytes | str) -> str:
@@ -84,11 +97,12 @@ def data_block(raw: bytes) -> bytes:
 
 class ConnectionLost(Exception):
     """The relay hung up, timed out or said 421: the connection is gone. `in_flight` are the
-    messages whose transaction had started and whose outcome is unknown."""
+    messages whose transaction had started and has no outcome; `handed` is the one whose
+    body went out and whose answer never came (the relay may have taken it)."""
 
-    def __init__(self, reason: str, in_flight: list[Parcel]):
+    def __init__(self, reason: str, unsettled: tuple[list[Parcel], Parcel | None]):
         super().__init__(reason)
-        self.in_flight = in_flight
+        self.in_flight, self.handed = unsettled
 
 
 @dataclass(slots=True)
@@ -148,27 +162,36 @@ class Session:
         """Connect, greet, secure and log in; the server's answers, for test_connection.
         Raises SenderUnavailable."""
         s, port = self.sender, self.port
-        lines = []
+        lines: list[str] = []
         # Only when TLS is used: building a context costs about 19 ms (bench/send.py).
         context = ssl.create_default_context() if s.security != Sender.Security.NONE else None
+        if s.security == Sender.Security.TLS:
+            conn = smtplib.SMTP_SSL(timeout=s.timeout, context=context)
+        else:
+            conn = smtplib.SMTP(timeout=s.timeout)
         try:
-            if s.security == Sender.Security.TLS:
-                conn = smtplib.SMTP_SSL(timeout=s.timeout, context=context)
-            else:
-                conn = smtplib.SMTP(timeout=s.timeout)
-            lines.append(answer(*conn.connect(s.host, port)))
-            lines.append(answer(*conn.ehlo()))
+            code, text = conn.connect(s.host, port)
+            lines.append(answer(code, text))
+            if code != 220:
+                raise SenderUnavailable(f"{s.host}:{port} greeted us with {answer(code, text)}")
+            lines += self.hello(conn)
             if s.security == Sender.Security.STARTTLS:
                 lines.append(answer(*conn.starttls(context=context)))
-                lines.append(answer(*conn.ehlo()))
+                lines += self.hello(conn)
             if s.username:
                 lines.append(answer(*conn.login(s.username, s.password)))
+        except SenderUnavailable:
+            conn.close()
+            raise
         except smtplib.SMTPAuthenticationError as e:
+            conn.close()
             raise SenderUnavailable(f"login refused: {answer(e.smtp_code, e.smtp_error)}") from e
         except smtplib.SMTPResponseException as e:
+            conn.close()
             said = answer(e.smtp_code, e.smtp_error)
             raise SenderUnavailable(f"{s.host}:{port} said {said}") from e
         except (OSError, smtplib.SMTPException) as e:
+            conn.close()
             raise SenderUnavailable(f"cannot connect to {s.host}:{port}: {e}") from e
         self.smtp = conn
         self.pipelining = conn.has_extn("pipelining")
@@ -176,6 +199,17 @@ class Session:
         self.eightbit = conn.has_extn("8bitmime")
         self.dirty = False
         return lines
+
+    def hello(self, conn: smtplib.SMTP) -> list[str]:
+        """EHLO, or HELO from a relay that does not speak ESMTP."""
+        code, text = conn.ehlo()
+        if code == 250:
+            return [answer(code, text)]
+        helo_code, helo_text = conn.helo()
+        if helo_code != 250:
+            said = f"{answer(code, text)}, then {answer(helo_code, helo_text)}"
+            raise SenderUnavailable(f"{self.sender.host}:{self.port} refused EHLO and HELO: {said}")
+        return [answer(code, text), answer(helo_code, helo_text)]
 
     def close(self, polite: bool = True) -> None:
         if self.smtp is None:
@@ -205,28 +239,54 @@ class Session:
         having handed its unsent parcels back to the feed."""
         losses: Counter[int] = Counter()
         retry: deque[Parcel] = deque()
-        while True:
-            if not self.alive():
-                self.close(polite=False)
+        handed: set[int] = set()  # the body went out, the answer never came: fate unknown
+        try:
+            while True:
+                if not self.alive():
+                    self.close(polite=False)
+                    try:
+                        self.connect()
+                    except SenderUnavailable:
+                        self.give_back(feed, retry, handed, outcomes)
+                        raise
                 try:
-                    self.connect()
-                except SenderUnavailable:
-                    feed.give_back(retry)
-                    raise
-            try:
-                self.pipeline(feed, retry, outcomes)
-                return
-            except ConnectionLost as lost:
-                self.close(polite=False)
-                # The first unsettled message is the one the relay was handling when it
-                # hung up; the one pipelined behind it is tried again without blame.
-                for i, parcel in enumerate(lost.in_flight):
-                    losses[parcel.message.id] += i == 0
-                    if losses[parcel.message.id] > 1:
-                        response = f"connection lost: {lost}"[:500]
-                        outcomes[parcel.message.id] = Outcome(DEFERRED, response)
-                    else:
-                        retry.append(parcel)
+                    self.pipeline(feed, retry, outcomes)
+                    return
+                except ConnectionLost as lost:
+                    self.close(polite=False)
+                    self.after_loss(lost, losses, retry, handed, outcomes)
+        finally:
+            for message_id in handed:
+                if message_id in outcomes:
+                    outcomes[message_id].maybe_duplicate = True
+
+    def after_loss(self, lost, losses: Counter, retry: deque, handed: set, outcomes) -> None:
+        """Sort the messages a lost connection left unsettled: tried again, deferred, or held."""
+        if lost.handed is not None:
+            if self.sender.on_unknown == Sender.Unknown.HOLD:
+                outcomes[lost.handed.message.id] = Outcome(FAILED, f"{HANDED_HELD} ({lost})"[:500])
+            else:
+                handed.add(lost.handed.message.id)
+        # The first unsettled message is the one the relay was handling when it hung up;
+        # the one pipelined behind it is tried again without blame.
+        for i, parcel in enumerate(lost.in_flight):
+            if parcel.message.id in outcomes:
+                continue
+            losses[parcel.message.id] += i == 0
+            if losses[parcel.message.id] > 1:
+                response = f"connection lost: {lost}"[:500]
+                outcomes[parcel.message.id] = Outcome(DEFERRED, response)
+            else:
+                retry.append(parcel)
+
+    def give_back(self, feed: Feed, retry: deque, handed: set, outcomes) -> None:
+        """This connection cannot go on: another may take its parcels, except those whose
+        fate is unknown, which wait (marked) rather than go out twice at once."""
+        for parcel in retry:
+            if parcel.message.id in handed:
+                outcomes[parcel.message.id] = Outcome(DEFERRED, HANDED_RESEND)
+        feed.give_back(p for p in retry if p.message.id not in handed)
+        retry.clear()
 
     def pipeline(self, feed: Feed, retry: deque[Parcel], outcomes: dict[int, Outcome]) -> None:
         """Each round trip carries the previous message's body and the next one's MAIL,
@@ -304,7 +364,8 @@ class Session:
             if code == 421:  # the relay is closing the connection
                 raise ConnectionLost(answer(code, text), self.unsettled(steps, i, outcomes))
             if kind == "rset" and code != 250:
-                raise ConnectionLost(f"RSET refused: {answer(code, text)}", [])
+                lost = f"RSET refused: {answer(code, text)}"
+                raise ConnectionLost(lost, self.unsettled(steps, i, outcomes))
             if kind == "end":
                 self.dirty = False
                 if txn.refusal is None:
@@ -343,19 +404,29 @@ class Session:
             raise ConnectionLost(str(e), self.unsettled(steps, i, outcomes)) from e
 
     def read(self, steps, i: int, outcomes) -> tuple[int, bytes]:
+        # The answer to the final dot may take a relay's content filters a while.
+        end_of_data = steps[i][0] == "end"
+        if end_of_data:
+            self.smtp.sock.settimeout(max(self.sender.timeout, END_OF_DATA_TIMEOUT))
         try:
             return self.smtp.getreply()
         except (OSError, smtplib.SMTPException) as e:
             raise ConnectionLost(str(e), self.unsettled(steps, i, outcomes)) from e
+        finally:
+            if end_of_data and self.smtp is not None and self.smtp.sock is not None:
+                self.smtp.sock.settimeout(self.sender.timeout)
 
     @staticmethod
-    def unsettled(steps, i: int, outcomes: dict[int, Outcome]) -> list[Parcel]:
-        """Parcels of steps i and later whose outcome is not known: their fate is unknown."""
+    def unsettled(steps, i: int, outcomes: dict[int, Outcome]) -> tuple:
+        """What a connection lost at step i leaves: the parcels of steps i and later with no
+        outcome, and the one whose body went out unanswered (its fate is unknown)."""
         seen: dict[int, Parcel] = {}
         for _, txn, _ in steps[i:]:
             if txn is not None and txn.parcel.message.id not in outcomes:
                 seen.setdefault(txn.parcel.message.id, txn.parcel)
-        return list(seen.values())
+        kind, txn, _ = steps[0]
+        handed = txn.parcel if kind == "end" and i == 0 and txn.refusal is None else None
+        return list(seen.values()), handed
 
 
 class SmtpTransport(Transport):
@@ -370,52 +441,60 @@ class SmtpTransport(Transport):
             self.sessions[0].connect()
 
     def close(self) -> None:
+        self.shut(polite=True)
+
+    def abort(self) -> None:
+        self.shut(polite=False)
+
+    def shut(self, polite: bool) -> None:
         for session in self.sessions:
-            session.close()
+            session.close(polite=polite)
         if self.threads is not None:
             self.threads.shutdown(wait=True)
             self.threads = None
+
+    def connections(self) -> int:
+        now = time.monotonic()
+        return 1 + sum(1 for s in self.sessions[1:] if s.refused_until <= now)
 
     def send(self, parcel: Parcel) -> Outcome:
         outcomes: dict[int, Outcome] = {}
         self.send_many(iter([parcel]), 1, outcomes)
         return outcomes[parcel.message.id]
 
-    def send_many(self, parcels: Iterator[Parcel], size: int, outcomes: dict[int, Outcome]):
+    def send_many(self, parcels, size, outcomes, heartbeat=None) -> None:
         # The first connection is opened here: a refused login or a host that is down is
         # the sender's trouble (SenderUnavailable), found before anything is handed out.
         self.open()
         feed = Feed(parcels)
-        now = time.monotonic()
         wanted = max(1, -(-size // MESSAGES_PER_CONNECTION))
+        now = time.monotonic()
         ready = [s for s in self.sessions[1:] if s.refused_until <= now]
         sessions = [self.sessions[0], *ready[: wanted - 1]]
+        failures: dict[Session, Exception] = {}
         while True:
-            failures = self.run(sessions, feed, outcomes)
+            failures.update(self.run(sessions, feed, outcomes, heartbeat))
             healthy = [s for s in sessions if s not in failures]
             if feed.exhausted():
                 break
             if not healthy:  # every connection failed: the sender is unavailable
-                raise next(iter(failures.values()))
+                raise failures.get(self.sessions[0]) or next(iter(failures.values()))
             # A connection gave back its parcels after the others had finished.
             sessions = healthy
-        for session in failures:
+        for session, error in failures.items():
             # The others carried the batch: a relay limiting connections per client.
-            log.warning("sender %s: a connection failed: %s", self.sender.code, failures[session])
+            log.warning("sender %s: a connection failed: %s", self.sender.code, error)
             session.refused_until = time.monotonic() + REFUSED_BACKOFF
 
-    def run(self, sessions: list[Session], feed: Feed, outcomes) -> dict[Session, Exception]:
-        """Every session delivers from the feed until it is empty; the ones that failed."""
-        if len(sessions) == 1:
-            try:
-                sessions[0].deliver(feed, outcomes)
-            except SenderUnavailable as e:
-                return {sessions[0]: e}
-            return {}
+    def run(self, sessions: list[Session], feed: Feed, outcomes, heartbeat) -> dict:
+        """Every session delivers from the feed, each in its own thread, until it is empty;
+        the ones that failed. The calling thread runs the heartbeat meanwhile."""
         if self.threads is None:
             self.threads = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="smtp")
         futures = {s: self.threads.submit(s.deliver, feed, outcomes) for s in sessions}
-        wait(futures.values())  # all of them, even when one fails: none outlives the batch
+        while wait(futures.values(), timeout=HEARTBEAT_SECONDS).not_done:
+            if heartbeat is not None:
+                heartbeat()
         failures = {}
         for session, future in futures.items():
             error = future.exception()
