@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "postroom.accounts",
     "postroom.contacts",
     "postroom.delivery",
+    "postroom.content",
     "postroom.campaigns",
     "postroom.ops",
 ]

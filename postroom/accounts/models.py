@@ -12,11 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 
-
-def one_line(text: str) -> str:
-    """Collapse all whitespace (CR and LF included) to single spaces: for names that may end
-    up in mail headers."""
-    return " ".join((text or "").split())
+from postroom.lib.emails import one_line  # noqa: F401 (re-exported: older imports use it)
 
 
 class UserManager(BaseUserManager):

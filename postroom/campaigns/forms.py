@@ -6,12 +6,11 @@ import zoneinfo
 from django import forms
 from django.conf import settings
 
-from postroom.accounts.models import one_line
 from postroom.campaigns.models import Campaign
 from postroom.contacts.models import Segment
 from postroom.delivery.actions import DeliveryError, check_from
 from postroom.delivery.models import Sender
-from postroom.lib.emails import InvalidEmail, normalise_sender_email
+from postroom.lib.emails import InvalidEmail, normalise_sender_email, one_line
 
 
 class CampaignForm(forms.ModelForm):

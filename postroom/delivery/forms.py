@@ -5,10 +5,9 @@ import re
 from django import forms
 from django.core.validators import URLValidator
 
-from postroom.accounts.models import one_line
 from postroom.delivery.models import Sender
 from postroom.delivery.transports.anymail import ESPS
-from postroom.lib.emails import InvalidEmail, normalise_email, normalise_sender_email
+from postroom.lib.emails import InvalidEmail, normalise_email, normalise_sender_email, one_line
 
 AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 AWS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")

@@ -16,9 +16,8 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formataddr, formatdate
 
-from postroom.accounts.models import one_line
 from postroom.delivery.models import Email, Message
-from postroom.lib.emails import ascii_domain
+from postroom.lib.emails import ascii_domain, one_line
 
 # RFC 5322 field names: printable ASCII without colon; we allow the usual letters, digits, "-".
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")

@@ -6,6 +6,12 @@ import idna
 from email_validator import EmailNotValidError, validate_email
 
 
+def one_line(text: str) -> str:
+    """Collapse all whitespace (CR and LF included) to single spaces: for names that may end
+    up in mail headers."""
+    return " ".join((text or "").split())
+
+
 class InvalidEmail(ValueError):
     pass
 

@@ -23,7 +23,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
-from postroom.accounts.models import one_line
 from postroom.delivery.mime import HEADER_NAME, id_domain
 from postroom.delivery.models import Message, Sender
 from postroom.delivery.transports.base import (
@@ -36,6 +35,7 @@ from postroom.delivery.transports.base import (
     Transport,
 )
 from postroom.lib.crypto import SecretUnreadable
+from postroom.lib.emails import one_line
 
 log = logging.getLogger(__name__)
 
