@@ -10,12 +10,14 @@ from datetime import timedelta as td
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
-from django.utils.html import escape
 
 from postroom.accounts.models import User, one_line
 from postroom.campaigns.models import Campaign
 from postroom.contacts import rules
 from postroom.contacts.models import Contact, Status, Suppression, tagged_with
+from postroom.content.actions import check_content
+from postroom.content.render import HTML, Source, prepare
+from postroom.content.sandbox import TemplateProblem
 from postroom.delivery.models import Email, Message
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,10 @@ def start(campaign: Campaign, when=None) -> None:
         )
     if campaign.audience != Campaign.Audience.ALL:
         matching_contacts(campaign)  # raises a CampaignError naming what is missing
+    try:
+        check_content(campaign.project, content_source(campaign))
+    except TemplateProblem as e:
+        raise CampaignError("body", str(e)) from None
     campaign.state = Campaign.State.SCHEDULED
     campaign.scheduled_at = when or timezone.now()
     campaign.updated_at = timezone.now()
@@ -113,25 +119,30 @@ def unschedule(campaign: Campaign) -> None:
     )
 
 
-def body_parts(campaign: Campaign) -> tuple[str, str]:
-    """(text, html) of the campaign body. Until templates land, HTML is sent as written."""
-    if campaign.body_format == Campaign.Format.HTML:
-        preheader = ""
-        if campaign.preheader:
-            # Hidden in the body, shown by mail clients next to the subject.
-            preheader = (
-                '<div style="display:none;max-height:0;overflow:hidden">'
-                f"{escape(campaign.preheader)}</div>"
-            )
-        return "", preheader + campaign.body
-    return campaign.body, ""
+def content_source(campaign: Campaign) -> Source:
+    """What the campaign's author wrote, for content.render."""
+    layout = campaign.layout
+    return Source(
+        body=campaign.body,
+        format=campaign.body_format,
+        layout=layout.source if layout else "",
+        layout_format=layout.format if layout else HTML,
+        text=campaign.text_body,
+        preheader=campaign.preheader,
+        subject=campaign.subject,
+    )
 
 
 @transaction.atomic
 def snapshot(campaign: Campaign) -> int:
     """Create the campaign's Email and one queued Message per recipient, set-based:
     one INSERT ... SELECT, so a campaign to 1,000,000 starts in seconds."""
-    text, html = body_parts(campaign)
+    try:
+        # Compiled once here, so that the worker's start step fails (and says why) rather
+        # than every recipient; a layout may have changed since the campaign was saved.
+        html, text = prepare(content_source(campaign))
+    except TemplateProblem as e:
+        raise CampaignError("body", str(e)) from None
     email = Email.objects.create(
         project=campaign.project,
         kind=Email.Kind.CAMPAIGN,
@@ -142,6 +153,7 @@ def snapshot(campaign: Campaign) -> int:
         subject=one_line(campaign.subject),
         text=text,
         html=html,
+        personalised=True,
     )
     audience = recipients(campaign).values("id", "email")
     select_sql, params = audience.query.sql_with_params()
@@ -152,10 +164,12 @@ def snapshot(campaign: Campaign) -> int:
     table = Message._meta.db_table
     columns = (
         "project_id, email_id, sender_id, contact_id, code, to_email, to_name, state, priority, "
-        "attempts, last_response, provider_id, maybe_duplicate, created_at, updated_at"
+        "attempts, last_response, provider_id, maybe_duplicate, data, created_at, updated_at"
     )
     # Only constants and Django's own compiled SELECT are interpolated; values are parameters.
-    select = f"SELECT %s, %s, %s, a.id, {new_code}, a.email, '', %s, %s, 0, '', '', %s, %s, %s"
+    select = (
+        f"SELECT %s, %s, %s, a.id, {new_code}, a.email, '', %s, %s, 0, '', '', %s, '{{}}', %s, %s"
+    )
     sql = f"INSERT INTO {table} ({columns}) {select} FROM ({select_sql}) a"  # noqa: S608
     # Timestamps in the backend's own storage form (SQLite keeps naive UTC text).
     stamp = connection.ops.adapt_datetimefield_value(now)

@@ -6,8 +6,12 @@ import zoneinfo
 from django import forms
 from django.conf import settings
 
+from postroom.campaigns.actions import content_source
 from postroom.campaigns.models import Campaign
 from postroom.contacts.models import Segment
+from postroom.content.actions import check_content
+from postroom.content.models import Template
+from postroom.content.sandbox import TemplateProblem
 from postroom.delivery.actions import DeliveryError, check_from
 from postroom.delivery.models import Sender
 from postroom.lib.emails import InvalidEmail, normalise_sender_email, one_line
@@ -32,8 +36,21 @@ class CampaignForm(forms.ModelForm):
             "segment",
             "body_format",
             "body",
+            "layout",
+            "text_body",
         ]
-        widgets = {"body": forms.Textarea(attrs={"rows": 14})}
+        widgets = {
+            "body": forms.Textarea(attrs={"rows": 14}),
+            "text_body": forms.Textarea(attrs={"rows": 6}),
+        }
+        labels = {"text_body": "Plain-text version"}
+        help_texts = {
+            "subject": "May be personalised: {{ contact.first_name | default('there') }}",
+            "body": "Personalise with {{ contact.first_name }}, {{ contact.data.city }}, "
+            "{% if … %}…{% endif %}. A missing value is left empty.",
+            "layout": "A template with a {{ content }} slot that this body goes in.",
+            "text_body": "Leave empty to make it from the HTML.",
+        }
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,6 +58,8 @@ class CampaignForm(forms.ModelForm):
         self.fields["sender"].queryset = Sender.objects.filter(project=project)
         self.fields["segment"].queryset = Segment.objects.filter(project=project)
         self.fields["segment"].required = False
+        self.fields["layout"].queryset = Template.objects.filter(project=project)
+        self.fields["layout"].required = False
         if self.instance.pk:
             self.fields["tags_text"].initial = ", ".join(self.instance.tags)
 
@@ -74,7 +93,30 @@ class CampaignForm(forms.ModelForm):
         if audience == Campaign.Audience.TAGS and not tags:
             self.add_error("tags_text", "Name at least one tag.")
         cleaned["tags"] = tags
+        self.check_content(cleaned)
         return cleaned
+
+    def check_content(self, cleaned: dict) -> None:
+        """Syntax errors with part, line and column, on the field they are in."""
+        layout = cleaned.get("layout")
+        if layout is not None and not layout.is_layout:
+            self.add_error("layout", f"“{layout.name}” has no {{{{ content }}}} slot.")
+            return
+        if self.errors or "body" not in cleaned:
+            return
+        draft = Campaign(
+            body=cleaned.get("body", ""),
+            body_format=cleaned.get("body_format") or Campaign.Format.MARKDOWN,
+            layout=layout,
+            text_body=cleaned.get("text_body", ""),
+            preheader=cleaned.get("preheader", ""),
+            subject=cleaned.get("subject", ""),
+        )
+        try:
+            check_content(self.project, content_source(draft))
+        except TemplateProblem as e:
+            field = {"Subject": "subject", "Text": "text_body", "Layout": "layout"}
+            self.add_error(field.get(e.part, "body"), str(e))
 
     def save(self, commit: bool = True) -> Campaign:
         campaign = super().save(commit=False)

@@ -27,8 +27,10 @@ class Campaign(models.Model):
         TAGS = "tags", "Contacts with any of these tags"
 
     class Format(models.TextChoices):
-        TEXT = "text", "Plain text"
+        MARKDOWN = "markdown", "Markdown"
         HTML = "html", "HTML"
+        MJML = "mjml", "MJML (responsive)"
+        TEXT = "text", "Plain text"
 
     project = models.ForeignKey(Project, models.CASCADE, related_name="campaigns")
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -44,8 +46,14 @@ class Campaign(models.Model):
         "contacts.Segment", models.SET_NULL, null=True, blank=True, related_name="campaigns"
     )
     tags = models.JSONField(default=list, blank=True)
-    body_format = models.CharField(max_length=5, choices=Format.choices, default=Format.TEXT)
+    body_format = models.CharField(max_length=10, choices=Format.choices, default=Format.MARKDOWN)
     body = models.TextField(blank=True)
+    # A template with a {{ content }} slot that the body goes in (HTML or MJML).
+    layout = models.ForeignKey(
+        "content.Template", models.PROTECT, null=True, blank=True, related_name="campaigns"
+    )
+    # The plain-text part as written; empty: made from the HTML.
+    text_body = models.TextField(blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # The Email every recipient's Message points at, made when the campaign starts.

@@ -28,7 +28,7 @@ import mrml
 import nh3
 from markdown_it import MarkdownIt
 
-from postroom.content.sandbox import TemplateProblem, compile_template, render
+from postroom.content.sandbox import TemplateProblem, compile_template, render, render_chunks
 from postroom.content.text import html_to_text, words
 from postroom.lib.emails import one_line
 
@@ -139,8 +139,6 @@ def body_html(source: Source, tokens: Tokens) -> str:
         return mjml_to_html(tokens.hide(source.body, comments=False))
     if source.format == MARKDOWN:
         body = markdown_to_html(tokens.hide(source.body, comments=False))
-    elif source.format == TEXT:
-        body = "<pre>" + escape_html(tokens.hide(source.body, comments=False)) + "</pre>"
     else:
         body = tokens.hide(source.body, comments=True)
     if not source.layout:
@@ -191,9 +189,20 @@ class CompiledEmail:
             text=render(self.text, context),
         )
 
+    def render_chunks(self, context: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+        """Subject, then HTML and text as chunks (content.sandbox.render_chunks)."""
+        return (
+            one_line(render(self.subject, context)),
+            render_chunks(self.html, context),
+            render_chunks(self.text, context),
+        )
+
 
 def prepare(source: Source) -> tuple[str, str]:
-    """The HTML and text templates (personalisation tags in place), once per email."""
+    """The HTML and text templates (personalisation tags in place), once per email. A plain
+    text body makes a text-only email."""
+    if source.format == TEXT:
+        return "", source.text or source.body
     tokens = Tokens()
     html = inline_css(with_preheader(body_html(source, tokens), source.preheader))
     text = source.text or tokens.restore(html_to_text(tokens.words(html)))
@@ -228,3 +237,15 @@ def compile_email(source: Source) -> CompiledEmail:
         except TemplateProblem as e:
             raise e.within(f"{name} (as made from the source)") from None
     return CompiledEmail(parts["subject"], parts["HTML"], parts["text"], html, text)
+
+
+def compile_prepared(subject: str, html: str, text: str) -> CompiledEmail:
+    """A prepared email (as `prepare` left it and an Email keeps it), compiled again: in
+    each worker process, once per Email."""
+    return CompiledEmail(
+        compile_template(subject, html=False),
+        compile_template(html, html=True),
+        compile_template(text, html=False),
+        html,
+        text,
+    )

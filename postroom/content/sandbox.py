@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, meta
+from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.filters import do_center, do_indent, do_replace, do_truncate, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -65,6 +65,18 @@ class TemplateProblem(ValueError):
 
 class RenderTimeout(Exception):
     pass
+
+
+# What a render can raise for one recipient's data: the message fails with it, alone.
+RENDER_ERRORS = (
+    TemplateError,
+    RenderTimeout,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    RecursionError,
+)
 
 
 def too_big(what: str) -> SecurityError:
@@ -263,6 +275,12 @@ watchdog = Watchdog()
 def render(template, context: dict[str, Any], seconds: float = RENDER_SECONDS) -> str:
     """Render with plain data only. Raises RenderTimeout, SecurityError (a template reaching
     for what it may not) or another error of the template's own (1/0, a bad filter)."""
+    return "".join(render_chunks(template, context, seconds))
+
+
+def render_chunks(template, context: dict[str, Any], seconds: float = RENDER_SECONDS) -> list:
+    """The output as the template made it: its constant text as the very same string objects
+    every time, the values in between. Lets a caller encode the constant parts once."""
     watch = watchdog.start(seconds)
     try:
         out, size = [], 0
@@ -271,7 +289,7 @@ def render(template, context: dict[str, Any], seconds: float = RENDER_SECONDS) -
             if size > MAX_OUTPUT:
                 raise SecurityError(f"the message would be over {MAX_OUTPUT:,} characters")
             out.append(chunk)
-        return "".join(out)
+        return out
     except RenderTimeout:
         raise RenderTimeout(f"the template took more than {seconds:g} s to render") from None
     finally:

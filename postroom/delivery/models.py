@@ -160,6 +160,9 @@ class Email(models.Model):
     text = models.TextField(blank=True)
     html = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
+    # Subject, HTML and text are sandboxed templates (content.render), rendered for each
+    # recipient with their data; otherwise they go out as written.
+    personalised = models.BooleanField(default=False)
     # A paused campaign holds its Email: the send loop claims none of its messages.
     held = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -195,6 +198,8 @@ class Message(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     to_email = models.CharField(max_length=254)
     to_name = models.CharField(max_length=100, blank=True)
+    # What a personalised Email may use besides the contact: an event's or an API call's data.
+    data = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.CAMPAIGN)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -19,8 +19,10 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from postroom.contacts.models import Contact, Status, Suppression
+from postroom.content.context import recipient_contexts
+from postroom.content.sandbox import RENDER_ERRORS
 from postroom.delivery.limits import capacity
-from postroom.delivery.mime import MimeTemplate
+from postroom.delivery.mime import template_for
 from postroom.delivery.models import BATCH_PER_CONNECTION, Email, Message, Sender
 from postroom.delivery.transports import open_transports
 from postroom.delivery.transports.base import (
@@ -169,11 +171,13 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
     outcomes: dict[int, Outcome] = {
         mid: Outcome(SKIPPED, reason) for mid, reason in skip_reasons(batch).items()
     }
+    personalised = [m for m in batch if m.email.personalised and m.id not in outcomes]
+    contexts = recipient_contexts(batch[0].project_id, personalised) if personalised else {}
     transport = open_transports.get(sender)
     unavailable = None
     try:
         transport.send_many(
-            parcels(batch, outcomes),
+            parcels(batch, outcomes, contexts),
             len(batch) - len(outcomes),
             outcomes,
             heartbeat=lambda: renew_lease(token),
@@ -196,21 +200,24 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
         Sender.objects.filter(pk=sender.pk).update(paused_reason="", paused_at=None)
 
 
-def parcels(batch: list[Message], outcomes: dict[int, Outcome]) -> Iterator[Parcel]:
-    """The batch's messages as bytes, made as the transport takes them. The stdlib builds
-    each Email's message once; every recipient fills in its own headers. A message that
+def parcels(
+    batch: list[Message], outcomes: dict[int, Outcome], contexts: dict[int, dict]
+) -> Iterator[Parcel]:
+    """The batch's messages as bytes, made as the transport takes them (in its threads: no
+    database here). The stdlib builds each Email's message once; every recipient fills in
+    its own headers, and for a personalised Email its subject and bodies. A message that
     cannot be built fails alone, with the reason."""
-    templates: dict[int, MimeTemplate] = {}
     for message in batch:
         if message.id in outcomes:
             continue
         try:
-            template = templates.get(message.email_id)
-            if template is None:
-                template = templates[message.email_id] = MimeTemplate(message.email)
-            raw = template.render(message)
+            raw = template_for(message.email).render(message, contexts.get(message.id))
         except (ValueError, UnicodeError, HeaderParseError, InvalidEmail) as e:
             outcomes[message.id] = Outcome(FAILED, f"Cannot build the message: {e}"[:500])
+            continue
+        except RENDER_ERRORS as e:
+            reason = f"The template failed for this recipient: {e}"
+            outcomes[message.id] = Outcome(FAILED, reason[:500])
             continue
         except Exception as e:  # a fault of ours: this message fails, the batch goes on
             log.exception("building message %s", message.id)

@@ -172,6 +172,68 @@ class CampaignTestCase(BaseTestCase):
         r = self.client.post(self.url(f"campaigns/{campaign.code}/cancel/"), follow=True)
         self.assertContains(r, "already cancelled")
 
+    def test_each_recipient_gets_their_own_personalised_message(self) -> None:
+        import email as email_lib
+        from email.policy import default as default_policy
+
+        from postroom.content.models import Template
+
+        self.make_contact(
+            "zoe@example.com",
+            first_name="<Zoë>",
+            data={"city": "Köln"},
+            tags=["gardener"],
+            create_fields=True,
+        )
+        layout = Template.objects.create(
+            project=self.project,
+            name="Brand",
+            source="<html><head><style>p { color: #123456 }</style></head><body>"
+            "{{ content }}<p>From {{ project.name }}</p></body></html>",
+        )
+        body = (
+            "# Hi {{ contact.first_name | default('friend') }}\n\n"
+            "{% if 'gardener' in contact.tags %}Plant tips for {{ contact.data.city }}."
+            "{% else %}News.{% endif %}"
+        )
+        campaign = self.create(
+            subject="For {{ contact.first_name | default('you') }}",
+            body_format="markdown",
+            body=body,
+            layout=layout.pk,
+        )
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        run_worker()
+        received = {}
+        for copy in MailboxMessage.objects.select_related("message"):
+            parsed = email_lib.message_from_bytes(bytes(copy.raw), policy=default_policy)
+            text, html = [p.get_content() for p in parsed.iter_parts()]
+            received[copy.message.to_email] = (parsed["Subject"], text, html)
+        subject, text, html = received["zoe@example.com"]
+        self.assertEqual(subject, "For <Zoë>")
+        self.assertIn("<h1>Hi &lt;Zoë&gt;</h1>", html)
+        self.assertIn("Plant tips for Köln.", html)
+        self.assertIn('<p style="color: #123456;">From Alice', html)
+        self.assertIn("Hi <Zoë>", text)
+        subject, text, html = received["ann@example.com"]
+        self.assertEqual(subject, "For you")
+        self.assertIn("<h1>Hi friend</h1>", html)
+        self.assertIn("News.", html)
+
+    def test_a_template_error_is_refused_on_save_with_its_line(self) -> None:
+        r = self.client.post(
+            self.url("campaigns/new/"), self.form(body_format="markdown", body="Hi\n{{ x ")
+        )
+        self.assertContains(r, "Body, line 2, column 1")
+        r = self.client.post(
+            self.url("campaigns/new/"),
+            self.form(
+                body_format="markdown", body="{{ ''.__class__.__mro__[1].__subclasses__() }}"
+            ),
+        )
+        self.assertEqual(r.status_code, 200)
+        self.assertFalse(Campaign.objects.filter(body__contains="__class__").exists())
+
     def test_a_cancelled_campaign_cannot_be_retried(self) -> None:
         campaign = self.create()
         self.client.post(self.url(f"campaigns/{campaign.code}/send/"))

@@ -122,3 +122,81 @@ class MimeTemplateTestCase(SimpleTestCase):
         em = campaign_email()
         with self.assertRaises(ValueError):
             MimeTemplate(em).render(recipient(em, "", "ann@example.com\r\nBcc: evil@example.com"))
+
+
+PERSONAL_CONTEXTS = [
+    {"contact": {"first_name": "Ann", "data": {"city": "Köln"}}},
+    {"contact": {"first_name": "<b>Bob</b> & co", "data": {"city": "=3D =\r\n. dots"}}},
+    {"contact": {"first_name": "Zoë 🍅", "data": {}}},
+    {"contact": {"first_name": "", "data": {"city": "x" * 300}}},
+    {},
+]
+
+
+@mock.patch("postroom.delivery.mime.formatdate", return_value=DATE)
+class PersonalisedMimeTestCase(SimpleTestCase):
+    """Each recipient's subject and bodies, rendered in the sandbox and encoded chunk by
+    chunk, decode to exactly what the template renders for them."""
+
+    def personal_email(self, subject: str = "Hi {{ contact.first_name | default('you') }}"):
+        from postroom.content.render import Source, prepare
+
+        body = "# Hello {{ contact.first_name }}\n\nWeather in {{ contact.data.city }}.\n\n"
+        body += "A long paragraph with résumé and € signs, " * 40 + "\n\n.a line with a dot\n"
+        html, text = prepare(Source(body=body, subject=subject, preheader="Pre"))
+        return campaign_email(subject=subject, html=html, text=text, personalised=True)
+
+    def test_every_recipient_decodes_to_what_the_template_renders_for_them(self, _) -> None:
+        from postroom.content.render import compile_prepared
+
+        em = self.personal_email()
+        template = MimeTemplate(em)
+        compiled = compile_prepared(em.subject, em.html, em.text)
+        for context in PERSONAL_CONTEXTS * 2:  # twice: the second time from the cache
+            with self.subTest(context=context):
+                raw = template.render(recipient(em, "", "ann@example.com"), context)
+                expected = compiled.render(context)
+                parsed = email.message_from_bytes(raw, policy=default)
+                self.assertEqual(parsed["Subject"], expected.subject)
+                text, html = [p.get_content() for p in parsed.iter_parts()]
+                crlf = "\r\n"
+                self.assertEqual(text.replace(crlf, "\n"), expected.text.replace(crlf, "\n"))
+                self.assertEqual(html.replace(crlf, "\n"), expected.html.replace(crlf, "\n"))
+                lines = raw.split(b"\r\n")
+                self.assertTrue(all(len(line) <= 78 for line in lines), "a line is too long")
+                self.assertEqual(raw.count(b"\n"), raw.count(b"\r\n"))
+
+    def test_subjects_of_every_kind_decode_as_written(self, _) -> None:
+        from postroom.delivery.mime import subject_line
+
+        for subject in (
+            "Plain",
+            "A long plain subject " * 8,
+            "Grüße aus Köln 🍅 " * 5,
+            "李小龍" * 40,
+            "=?utf-8?q?not_really?=",
+        ):
+            with self.subTest(subject=subject):
+                line = subject_line(subject)
+                self.assertTrue(line.endswith(b"\r\n"))
+                self.assertTrue(all(len(x) <= 78 for x in line.split(b"\r\n")))
+                parsed = email.message_from_bytes(line + b"\r\n", policy=default)
+                self.assertEqual(parsed["Subject"], " ".join(subject.split()))
+
+    def test_data_never_breaks_a_header(self, _) -> None:
+        em = self.personal_email(subject="Hi {{ contact.first_name }}")
+        raw = MimeTemplate(em).render(
+            recipient(em, "", "a@example.com"),
+            {"contact": {"first_name": "Ann\r\nBcc: eve@example.com"}},
+        )
+        parsed = email.message_from_bytes(raw, policy=default)
+        self.assertIsNone(parsed["Bcc"])
+        self.assertEqual(parsed["Subject"], "Hi Ann Bcc: eve@example.com")
+
+    def test_a_text_only_email_has_one_part(self, _) -> None:
+        em = campaign_email(subject="S", html="", text="Hi {{ contact.first_name }}\n")
+        em.personalised = True
+        raw = MimeTemplate(em).render(recipient(em, "", "a@example.com"), PERSONAL_CONTEXTS[0])
+        parsed = email.message_from_bytes(raw, policy=default)
+        self.assertEqual(parsed.get_content_type(), "text/plain")
+        self.assertEqual(parsed.get_content(), "Hi Ann\r\n")

@@ -1,0 +1,69 @@
+"""What a template sees of its recipient: plain data only, since the sandbox would call the
+methods of any object passed in. For a batch of messages: one query for the contacts, one
+for their tags.
+
+    contact  email, first_name, last_name, name, status, tags (names), data (custom fields), id
+    data     the event's or the API call's data (Message.data)
+    project  name
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postroom.accounts.models import Project
+from postroom.contacts.models import Contact, ContactTag
+
+CONTACT_FIELDS = ("id", "code", "email", "first_name", "last_name", "status", "data")
+
+
+def contact_context(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
+    """An empty name is left out rather than "": missing, so that
+    `{{ contact.first_name | default("there") }}` says "there"."""
+    first, last = row.get("first_name") or "", row.get("last_name") or ""
+    context = {
+        "id": str(row["code"]) if row.get("code") else "",
+        "email": row.get("email", ""),
+        "first_name": first,
+        "last_name": last,
+        "name": " ".join(p for p in (first, last) if p),
+        "status": row.get("status", ""),
+        "tags": sorted(tags),
+        "data": dict(row.get("data") or {}),
+    }
+    return {k: v for k, v in context.items() if v != "" or k == "email"}
+
+
+def contacts_by_id(contact_ids: set[int]) -> dict[int, dict[str, Any]]:
+    rows = Contact.objects.filter(id__in=contact_ids).values(*CONTACT_FIELDS)
+    tags: dict[int, list[str]] = {}
+    pairs = ContactTag.objects.filter(contact_id__in=contact_ids).values_list(
+        "contact_id", "tag__name"
+    )
+    for contact_id, name in pairs:
+        tags.setdefault(contact_id, []).append(name)
+    return {row["id"]: contact_context(row, tags.get(row["id"], [])) for row in rows}
+
+
+def recipient_contexts(project_id: int, messages: list) -> dict[int, dict[str, Any]]:
+    """Each message's context, by message id. A message with no contact (a test send, a
+    transactional send to an address) gets its own address and name."""
+    contacts = contacts_by_id({m.contact_id for m in messages if m.contact_id})
+    project = {"name": Project.objects.values_list("name", flat=True).get(pk=project_id)}
+    contexts = {}
+    for m in messages:
+        contact = contacts.get(m.contact_id) or contact_context(
+            {"email": m.to_email, "first_name": m.to_name}, []
+        )
+        contexts[m.id] = {"contact": contact, "data": dict(m.data or {}), "project": project}
+    return contexts
+
+
+def preview_context(project: Project, contact: Contact | None, data: dict | None = None) -> dict:
+    """The context a preview or a test send renders with: a chosen contact, or a sample."""
+    if contact is None:
+        row = {"email": "reader@example.com", "first_name": "Ada", "last_name": "Reader"}
+        contact_data = contact_context(row, [])
+    else:
+        contact_data = contacts_by_id({contact.id})[contact.id]
+    return {"contact": contact_data, "data": data or {}, "project": {"name": project.name}}
