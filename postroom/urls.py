@@ -4,6 +4,7 @@ from postroom.accounts import urls as accounts_urls
 from postroom.api import api
 from postroom.campaigns import urls as campaigns_urls
 from postroom.contacts import urls as contacts_urls
+from postroom.content import urls as content_urls
 from postroom.delivery import urls as delivery_urls
 from postroom.ops import urls as ops_urls
 
@@ -13,6 +14,7 @@ project_urlpatterns = [
     *accounts_urls.project_urlpatterns,
     *contacts_urls.project_urlpatterns,
     *delivery_urls.project_urlpatterns,
+    *content_urls.project_urlpatterns,
     *campaigns_urls.project_urlpatterns,
 ]
 

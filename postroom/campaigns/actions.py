@@ -113,6 +113,50 @@ def start(campaign: Campaign, when=None) -> None:
     campaign.save(update_fields=["state", "scheduled_at", "updated_at"])
 
 
+# Test sends go to a few people, not an audience.
+MAX_TEST_RECIPIENTS = 20
+
+
+@transaction.atomic
+def send_test(campaign: Campaign, addresses: list[str], user: User | None) -> list[Message]:
+    """The campaign as it stands, to `addresses`, now (ahead of campaign mail). Each is
+    personalised as the contact of that address (if there is one) would get it."""
+    if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
+        raise CampaignError("to", f"Name 1 to {MAX_TEST_RECIPIENTS} addresses.")
+    try:
+        html, text = prepare(content_source(campaign))
+    except TemplateProblem as e:
+        raise CampaignError("body", str(e)) from None
+    email = Email.objects.create(
+        project=campaign.project,
+        kind=Email.Kind.TEST,
+        sender=campaign.sender,
+        from_email=campaign.from_email,
+        from_name=one_line(campaign.from_name),
+        reply_to=campaign.reply_to,
+        subject="[Test] " + one_line(campaign.subject),
+        text=text,
+        html=html,
+        personalised=True,
+    )
+    contacts = dict(
+        Contact.objects.filter(project=campaign.project, email__in=addresses).values_list(
+            "email", "id"
+        )
+    )
+    return [
+        Message.objects.create(
+            project=campaign.project,
+            email=email,
+            sender=campaign.sender,
+            contact_id=contacts.get(address),
+            to_email=address,
+            priority=Message.Priority.TRANSACTIONAL,
+        )
+        for address in addresses
+    ]
+
+
 def unschedule(campaign: Campaign) -> None:
     Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.SCHEDULED).update(
         state=Campaign.State.DRAFT, scheduled_at=None, updated_at=timezone.now()

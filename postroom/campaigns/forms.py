@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 
 from django import forms
@@ -14,7 +15,7 @@ from postroom.content.models import Template
 from postroom.content.sandbox import TemplateProblem
 from postroom.delivery.actions import DeliveryError, check_from
 from postroom.delivery.models import Sender
-from postroom.lib.emails import InvalidEmail, normalise_sender_email, one_line
+from postroom.lib.emails import InvalidEmail, normalise_email, normalise_sender_email, one_line
 
 
 class CampaignForm(forms.ModelForm):
@@ -147,3 +148,27 @@ class ScheduleForm(forms.Form):
                 self.add_error("when", "Pick a time in the future, or send now.")
             cleaned["aware"] = aware
         return cleaned
+
+
+class TestSendForm(forms.Form):
+    to = forms.CharField(
+        label="Send a test to",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Up to 20 addresses, separated by commas or new lines. Each is personalised "
+        "as that contact (or a reader with no data) would get it.",
+    )
+
+    def clean_to(self) -> list[str]:
+        addresses = []
+        for raw in re.split(r"[,;\s]+", self.cleaned_data["to"]):
+            if not raw:
+                continue
+            try:
+                addresses.append(normalise_email(raw))
+            except InvalidEmail as e:
+                raise forms.ValidationError(f"{raw}: {e}") from None
+        if not addresses:
+            raise forms.ValidationError("Name at least one address.")
+        if len(addresses) > 20:
+            raise forms.ValidationError("Up to 20 addresses at a time.")
+        return list(dict.fromkeys(addresses))

@@ -11,8 +11,9 @@ from django.views.decorators.http import require_POST
 from postroom.accounts.decorators import project_view
 from postroom.campaigns import actions
 from postroom.campaigns.actions import CampaignError
-from postroom.campaigns.forms import CampaignForm, ScheduleForm
+from postroom.campaigns.forms import CampaignForm, ScheduleForm, TestSendForm
 from postroom.campaigns.models import Campaign
+from postroom.content.views import render_preview
 from postroom.delivery.actions import default_sender
 from postroom.delivery.limits import eta_seconds
 from postroom.delivery.models import Message
@@ -77,6 +78,7 @@ def campaign_detail(request: HttpRequest, code) -> HttpResponse:
         except CampaignError as e:
             context["audience_error"] = e.message
         context["schedule_form"] = ScheduleForm()
+    context["test_form"] = TestSendForm(initial={"to": request.user.email})
     template = "campaigns/_live.html" if request.htmx else "campaigns/detail.html"
     response = render(request, template, context)
     response["Cache-Control"] = "no-store"
@@ -270,3 +272,29 @@ def campaign_export(request: HttpRequest, code) -> StreamingHttpResponse:
         f'attachment; filename="campaign-{campaign.code}-recipients.csv"'
     )
     return response
+
+
+@require_POST
+@project_view
+def campaign_preview(request: HttpRequest, code) -> HttpResponse:
+    """Desktop and phone previews for a chosen contact (htmx fragment)."""
+    campaign = _get_campaign(request, code)
+    return render_preview(request, actions.content_source(campaign))
+
+
+@require_POST
+@project_view
+def campaign_send_test(request: HttpRequest, code) -> HttpResponse:
+    campaign = _get_campaign(request, code)
+    form = TestSendForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["to"]))
+        return _back(request, campaign)
+    try:
+        sent = actions.send_test(campaign, form.cleaned_data["to"], request.user)
+    except CampaignError as e:
+        messages.error(request, e.message)
+    else:
+        who = ", ".join(m.to_email for m in sent)
+        messages.success(request, f"Test sent to {who}: it goes out ahead of campaign mail.")
+    return _back(request, campaign)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import csv
+import email as email_lib
 import io
 from datetime import timedelta as td
+from email.policy import default as default_policy
 from unittest import mock
 
 from django.utils import timezone
@@ -173,9 +175,6 @@ class CampaignTestCase(BaseTestCase):
         self.assertContains(r, "already cancelled")
 
     def test_each_recipient_gets_their_own_personalised_message(self) -> None:
-        import email as email_lib
-        from email.policy import default as default_policy
-
         from postroom.content.models import Template
 
         self.make_contact(
@@ -233,6 +232,49 @@ class CampaignTestCase(BaseTestCase):
         )
         self.assertEqual(r.status_code, 200)
         self.assertFalse(Campaign.objects.filter(body__contains="__class__").exists())
+
+    def test_the_preview_shows_the_message_for_a_chosen_contact(self) -> None:
+        self.make_contact("fay@example.com", first_name="Fay")
+        campaign = self.create(body_format="markdown", body="Hello {{ contact.first_name }}")
+        r = self.client.post(
+            self.url(f"campaigns/{campaign.code}/preview/"), {"preview_email": "fay@example.com"}
+        )
+        self.assertContains(r, "As fay@example.com would get it")
+        self.assertContains(r, "Hello Fay")
+        self.assertContains(r, "Phone (375 px)")
+
+    def test_a_test_send_goes_to_each_address_personalised_and_first(self) -> None:
+        self.make_contact("fay@example.com", first_name="Fay")
+        campaign = self.create(body_format="markdown", body="Hello {{ contact.first_name }}")
+        r = self.client.post(
+            self.url(f"campaigns/{campaign.code}/send-test/"),
+            {"to": "fay@example.com, new@example.org"},
+            follow=True,
+        )
+        self.assertContains(r, "Test sent to fay@example.com, new@example.org")
+        tests = Message.objects.filter(email__kind="test").order_by("to_email")
+        self.assertEqual([m.priority for m in tests], [0, 0])
+        run_worker()
+        kept = {
+            m.message.to_email: email_lib.message_from_bytes(bytes(m.raw), policy=default_policy)
+            for m in MailboxMessage.objects.select_related("message")
+        }
+        fay = kept["fay@example.com"]
+        self.assertEqual(fay["Subject"], "[Test] News for you")
+        self.assertIn("Hello Fay", fay.get_body(preferencelist=("html",)).get_content())
+        new = kept["new@example.org"].get_body(preferencelist=("plain",)).get_content()
+        self.assertEqual(new.strip(), "Hello")
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "draft")  # a test does not start the campaign
+
+    def test_a_test_send_refuses_bad_or_too_many_addresses(self) -> None:
+        campaign = self.create()
+        url = self.url(f"campaigns/{campaign.code}/send-test/")
+        r = self.client.post(url, {"to": "ok@example.org, not-an-address"}, follow=True)
+        self.assertContains(r, "not-an-address")
+        many = ", ".join(f"r{i}@example.org" for i in range(21))
+        self.assertContains(self.client.post(url, {"to": many}, follow=True), "Up to 20")
+        self.assertFalse(Message.objects.filter(email__kind="test").exists())
 
     def test_a_cancelled_campaign_cannot_be_retried(self) -> None:
         campaign = self.create()
