@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "postroom.contacts",
     "postroom.delivery",
     "postroom.content",
+    "postroom.tracking",
     "postroom.campaigns",
     "postroom.ops",
 ]

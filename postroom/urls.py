@@ -7,6 +7,7 @@ from postroom.contacts import urls as contacts_urls
 from postroom.content import urls as content_urls
 from postroom.delivery import urls as delivery_urls
 from postroom.ops import urls as ops_urls
+from postroom.tracking import urls as tracking_urls
 
 # Everything under /p/<project>/ is resolved to request.project by accounts.project_view.
 project_urlpatterns = [
@@ -23,4 +24,5 @@ urlpatterns = [
     path("p/<uuid:project_code>/", include(project_urlpatterns)),
     *ops_urls.urlpatterns,
     *accounts_urls.urlpatterns,
+    *tracking_urls.urlpatterns,
 ]

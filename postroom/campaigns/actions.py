@@ -174,6 +174,8 @@ def content_source(campaign: Campaign) -> Source:
         text=campaign.text_body,
         preheader=campaign.preheader,
         subject=campaign.subject,
+        track_links=campaign.track_links,
+        track_opens=campaign.track_opens,
     )
 
 

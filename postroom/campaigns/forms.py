@@ -39,6 +39,8 @@ class CampaignForm(forms.ModelForm):
             "body",
             "layout",
             "text_body",
+            "track_links",
+            "track_opens",
         ]
         widgets = {
             "body": forms.Textarea(attrs={"rows": 14}),
@@ -51,6 +53,10 @@ class CampaignForm(forms.ModelForm):
             "{% if … %}…{% endif %}. A missing value is left empty.",
             "layout": "A template with a {{ content }} slot that this body goes in.",
             "text_body": "Leave empty to make it from the HTML.",
+            "track_links": "Clicks are counted through a signed redirect. Leave one link out "
+            'with <a href="…" data-no-track>.',
+            "track_opens": "A 1-pixel image counts opens (mail clients that block images "
+            "are not counted).",
         }
 
     def __init__(self, *args, project, **kwargs):

@@ -54,6 +54,9 @@ class Campaign(models.Model):
     )
     # The plain-text part as written; empty: made from the HTML.
     text_body = models.TextField(blank=True)
+    # Links through the signed click redirect, and an open pixel (content.render).
+    track_links = models.BooleanField(default=True)
+    track_opens = models.BooleanField(default=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # The Email every recipient's Message points at, made when the campaign starts.

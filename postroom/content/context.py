@@ -5,6 +5,7 @@ for their tags.
     contact  email, first_name, last_name, name, status, tags (names), data (custom fields), id
     data     the event's or the API call's data (Message.data)
     project  name
+    _message the message's code, which its tracked links and unsubscribe links are signed for
 """
 
 from __future__ import annotations
@@ -55,7 +56,13 @@ def recipient_contexts(project_id: int, messages: list) -> dict[int, dict[str, A
         contact = contacts.get(m.contact_id) or contact_context(
             {"email": m.to_email, "first_name": m.to_name}, []
         )
-        contexts[m.id] = {"contact": contact, "data": dict(m.data or {}), "project": project}
+        contexts[m.id] = {
+            "contact": contact,
+            "data": dict(m.data or {}),
+            "project": project,
+            # For the tracked links and the pixel (content.sandbox.tracked, open_pixel).
+            "_message": m.code.hex,
+        }
     return contexts
 
 

@@ -18,9 +18,11 @@ plain data (content.sandbox).
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
+from html import unescape
 from typing import Any
 
 import css_inline
@@ -44,7 +46,7 @@ EMAIL_TAGS = words(
 )
 EMAIL_ATTRIBUTES = {
     "*": {"style", "class", "align", "valign", "width", "height", "bgcolor", "dir", "lang"},
-    "a": {"href", "title", "target", "name"},
+    "a": {"href", "title", "target", "name", "data-no-track"},
     "img": {"src", "alt", "title", "border"},
     "table": {"border", "cellpadding", "cellspacing", "role"},
     "td": {"colspan", "rowspan"},
@@ -73,6 +75,8 @@ class Source:
     text: str = ""  # the plain-text part as written; "" makes it from the HTML
     preheader: str = ""
     subject: str = ""
+    track_links: bool = False  # http(s) links through the signed click redirect
+    track_opens: bool = False  # an open pixel at the end of the HTML
 
 
 @dataclass
@@ -102,6 +106,11 @@ class Tokens:
             return f"PR{self.nonce}T{i}X"
 
         return JINJA_TAG.sub(token, source)
+
+    def add(self, jinja: str) -> str:
+        """A tag of our own (a tracked link, the pixel), as a word token."""
+        self.tags.append(jinja)
+        return f"PR{self.nonce}T{len(self.tags) - 1}X"
 
     def words(self, html: str) -> str:
         """Comment tokens as words, for tools that drop comments (the text converter)."""
@@ -205,8 +214,52 @@ def prepare(source: Source) -> tuple[str, str]:
         return "", source.text or source.body
     tokens = Tokens()
     html = inline_css(with_preheader(body_html(source, tokens), source.preheader))
-    text = source.text or tokens.restore(html_to_text(tokens.words(html)))
+    if source.track_links:
+        html = track_links(html, tokens)
+    link_token = re.compile(rf"PR{tokens.nonce}T\d+X")
+    text = source.text or tokens.restore(html_to_text(tokens.words(html), link_token))
+    if source.track_opens:
+        html = before_body_end(html, tokens.add("{{ open_pixel() }}"))
     return tokens.restore(html), text
+
+
+ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+HREF = re.compile(r'\shref="([^"]*)"', re.IGNORECASE)
+TRACKABLE = re.compile(r"\s*https?://", re.IGNORECASE)
+NO_TRACK = re.compile(r"\sdata-no-track(?:=\"[^\"]*\")?", re.IGNORECASE)
+
+
+def track_links(html: str, tokens: Tokens) -> str:
+    """Every http(s) link (or one personalised as a whole) through the click redirect,
+    unless its <a> says data-no-track. Runs on the serialised HTML after inlining, where
+    every attribute is double-quoted."""
+
+    def rewrite(m: re.Match) -> str:
+        tag = m.group(0)
+        if NO_TRACK.search(tag):
+            return NO_TRACK.sub("", tag)
+        href = HREF.search(tag)
+        if href is None:
+            return tag
+        url = href.group(1)
+        template = tokens.restore(url)
+        if template == url:  # nothing personalised inside: the target is known now
+            if not TRACKABLE.match(unescape(url)):
+                return tag
+            jinja = "{{ tracked(" + json.dumps(unescape(url)) + ") }}"
+        elif url.startswith(f"PR{tokens.nonce}") or TRACKABLE.match(url):
+            # Known per recipient only: the filter checks the rendered URL's scheme.
+            jinja = "{% filter tracked %}" + template + "{% endfilter %}"
+        else:
+            return tag
+        return tag[: href.start(1)] + tokens.add(jinja) + tag[href.end(1) :]
+
+    return ANCHOR.sub(rewrite, html)
+
+
+def before_body_end(html: str, snippet: str) -> str:
+    end = html.lower().rfind("</body>")
+    return html + snippet if end < 0 else html[:end] + snippet + html[end:]
 
 
 def check(source: Source) -> None:

@@ -18,16 +18,21 @@ A missing variable renders empty (ChainableUndefined: `contact.data.plan.name` t
 from __future__ import annotations
 
 import ctypes
+import html
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
 from jinja2.filters import do_center, do_indent, do_replace, do_truncate, do_wordwrap
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
+
+from postroom.tracking.links import click_url, open_url
 
 # The most characters one value or one render may grow to.
 MAX_VALUE = 100_000
@@ -169,7 +174,33 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return None
 
 
+@pass_context
+def tracked(context, url: Any) -> str:
+    """A link through the click redirect of the message being rendered (its code is in the
+    context as `_message`); as it is in a preview, or when it is not http(s)."""
+    text = html.unescape(str(url)) if isinstance(url, Markup) else str(url)
+    code = context.get("_message")
+    if not code or not TRACKABLE.match(text):
+        return text
+    return click_url(uuid.UUID(code), text.strip())
+
+
+@pass_context
+def open_pixel(context) -> Markup:
+    code = context.get("_message")
+    if not code:
+        return Markup("")
+    return PIXEL.format(src=open_url(uuid.UUID(code)), style=PIXEL_STYLE)
+
+
+PIXEL = Markup('<img src="{src}" width="1" height="1" alt="" style="{style}">')
+PIXEL_STYLE = "display:block;width:1px;height:1px;border:0;margin:0;padding:0"
+TRACKABLE = re.compile(r"\s*https?://", re.IGNORECASE)
+
 SANDBOXES = {True: Sandbox(autoescape=True), False: Sandbox(autoescape=False)}
+for sandbox in SANDBOXES.values():
+    sandbox.globals.update(tracked=tracked, open_pixel=open_pixel)
+    sandbox.filters["tracked"] = tracked
 
 
 def compile_template(source: str, html: bool):

@@ -29,8 +29,10 @@ HIDDEN = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 
 
 class TextMaker(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, link_token: re.Pattern | None = None) -> None:
         super().__init__(convert_charrefs=True)
+        # A template's link may be a placeholder for one made per recipient (a tracked link).
+        self.link_token = link_token
         self.out: list[str] = []
         self.skip_depth = 0  # inside something hidden: how many open tags deep
         self.pre = 0
@@ -96,7 +98,8 @@ class TextMaker(HTMLParser):
         if tag == "a" and self.links:
             href = self.links.pop()
             label = "".join(self.out[self.link_start :]).strip()
-            if href and re.match(r"(?i)https?:|mailto:", href):
+            token = self.link_token and self.link_token.fullmatch(href or "")
+            if href and (token or re.match(r"(?i)https?:|mailto:", href)):
                 shown = href[7:] if href.lower().startswith("mailto:") else href
                 if shown != label:
                     self.out.append(f" ({shown})" if label else shown)
@@ -129,8 +132,8 @@ class TextMaker(HTMLParser):
             self.out.append(text)
 
 
-def html_to_text(html: str) -> str:
-    maker = TextMaker()
+def html_to_text(html: str, link_token: re.Pattern | None = None) -> str:
+    maker = TextMaker(link_token)
     maker.feed(html)
     maker.close()
     lines = [line.rstrip() for line in "".join(maker.out).splitlines()]

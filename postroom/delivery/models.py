@@ -213,6 +213,9 @@ class Message(models.Model):
     maybe_duplicate = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # First open and first click (tracking): every one is also an Event.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     LEASE = td(minutes=5)

@@ -1,0 +1,56 @@
+"""Events: what happened to whom. Email events (opened, clicked, unsubscribed, …) carry
+their message; custom events (from `track`, issue 5) their name and data. The events page,
+reports and the contact timeline read them (issue 7)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from postroom.accounts.models import Project
+
+
+class Event(models.Model):
+    class Kind(models.TextChoices):
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        FAILED = "failed", "Failed"
+        CUSTOM = "custom", "Custom"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="events", db_index=False)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    name = models.CharField(max_length=100, blank=True)  # a custom event's name
+    contact = models.ForeignKey(
+        "contacts.Contact", models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    message = models.ForeignKey(
+        "delivery.Message", models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    email = models.ForeignKey(
+        "delivery.Email",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_index=False,
+    )
+    url = models.CharField(max_length=2000, blank=True)  # a click's target
+    user_agent = models.CharField(max_length=300, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # The events page: a project's events, newest first.
+            models.Index(fields=["project", "id"], name="tracking_event_page"),
+            # A campaign's report: its Email's events by kind.
+            models.Index(fields=["email", "kind", "id"], name="tracking_event_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}".strip()

@@ -1,0 +1,116 @@
+"""Tracked links and the open pixel, from the message a recipient gets to the events they
+leave: signed per message, never an open redirect."""
+
+from __future__ import annotations
+
+import email
+import re
+from email.policy import default
+from urllib.parse import parse_qs, urlsplit
+
+from postroom.campaigns import actions
+from postroom.campaigns.models import Campaign
+from postroom.delivery.actions import default_sender
+from postroom.delivery.models import MailboxMessage, Message
+from postroom.delivery.sending import handle_one_send_batch
+from postroom.test import BaseTestCase
+from postroom.tracking.models import Event
+
+BODY = (
+    "Hi {{ contact.first_name }}. [Shop](https://shop.example.com/a?x=1&y=2), "
+    '<a href="https://example.com/private" data-no-track>private</a>, '
+    "[Write](mailto:hi@example.com)"
+)
+
+
+class TrackingTestCase(BaseTestCase):
+    def send(self, **kw) -> tuple[Message, str, str]:
+        """A one-recipient campaign through the Mailbox: its message, HTML and text."""
+        self.make_contact("ann@example.com", first_name="Ann")
+        sender = default_sender(self.project)
+        fields = {"track_links": True, "track_opens": True, **kw}
+        campaign = Campaign.objects.create(
+            project=self.project,
+            name="C",
+            subject="S",
+            sender=sender,
+            from_email=sender.from_email,
+            body_format="markdown",
+            body=BODY,
+            **fields,
+        )
+        actions.start(campaign)
+        actions.start_due_campaigns()
+        while handle_one_send_batch():
+            pass
+        copy = MailboxMessage.objects.select_related("message").get()
+        parsed = email.message_from_bytes(bytes(copy.raw), policy=default)
+        html = parsed.get_body(preferencelist=("html",)).get_content()
+        text = parsed.get_body(preferencelist=("plain",)).get_content()
+        return copy.message, html, text
+
+    def links(self, html: str) -> list[str]:
+        return [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', html)]
+
+    def test_a_click_is_recorded_and_redirected_to_the_link(self) -> None:
+        message, html, text = self.send()
+        click = self.links(html)[0]
+        self.assertIn("/c/", click)
+        self.assertEqual(
+            parse_qs(urlsplit(click).query)["u"], ["https://shop.example.com/a?x=1&y=2"]
+        )
+        self.assertIn(click, text.replace("\r\n", "\n"))  # the text part's link too
+        r = self.client.get(
+            urlsplit(click).path + "?" + urlsplit(click).query, HTTP_USER_AGENT="Test"
+        )
+        self.assertRedirects(r, "https://shop.example.com/a?x=1&y=2", fetch_redirect_response=False)
+        event = Event.objects.get(kind="clicked")
+        self.assertEqual(
+            (event.message_id, event.url, event.user_agent),
+            (message.id, "https://shop.example.com/a?x=1&y=2", "Test"),
+        )
+        self.assertEqual(event.contact.email, "ann@example.com")
+        message.refresh_from_db()
+        self.assertIsNotNone(message.clicked_at)
+        self.assertIsNotNone(message.opened_at)  # a click means it was read
+
+    def test_the_pixel_records_each_open_and_keeps_the_first(self) -> None:
+        message, html, _ = self.send()
+        pixel = re.search(r'<img src="([^"]+/o/[^"]+\.gif)"', html).group(1)
+        for _ in range(2):
+            r = self.client.get(urlsplit(pixel).path)
+            self.assertEqual((r.status_code, r["Content-Type"]), (200, "image/gif"))
+            self.assertIn("no-store", r["Cache-Control"])
+        self.assertEqual(Event.objects.filter(kind="opened", message=message).count(), 2)
+        message.refresh_from_db()
+        first = message.opened_at
+        self.assertIsNotNone(first)
+
+    def test_a_tampered_or_unsigned_link_is_a_404_never_a_redirect(self) -> None:
+        _, html, _ = self.send()
+        click = urlsplit(self.links(html)[0])
+        token = click.path.rsplit("/", 1)[1]
+        elsewhere = "u=https%3A%2F%2Fevil.example.net%2F"
+        for url in (
+            f"/c/{token}?{elsewhere}",  # the target changed: the signature no longer fits
+            f"/c/{token[:-2]}xx?{click.query}",  # the signature changed
+            f"/c/{token}",  # no target
+            f"/c/not-a-token?{elsewhere}",
+            f"/o/{token}.gif",  # a click token is no pixel token
+        ):
+            with self.subTest(url):
+                self.assertEqual(self.client.get(url).status_code, 404)
+        self.assertFalse(Event.objects.exists())
+
+    def test_links_left_out_and_tracking_switched_off(self) -> None:
+        _, html, _ = self.send()
+        links = self.links(html)
+        self.assertIn("https://example.com/private", links)
+        self.assertIn("mailto:hi@example.com", links)
+        self.assertNotIn("data-no-track", html)
+
+    def test_a_campaign_can_go_without_tracking(self) -> None:
+        _, html, _ = self.send(track_links=False, track_opens=False)
+        self.assertIn("https://shop.example.com/a?x=1&y=2", self.links(html))
+        self.assertNotIn("/o/", html)
+        self.assertNotIn("/c/", html)
