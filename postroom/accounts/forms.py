@@ -54,6 +54,10 @@ class ThrottledLoginForm(AuthenticationForm):
 
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=100, strip=True)
+    postal_address = forms.CharField(max_length=300, required=False, strip=True)
+
+    def clean_postal_address(self) -> str:
+        return one_line(self.cleaned_data.get("postal_address", ""))
 
     def clean_name(self) -> str:
         name = one_line(self.cleaned_data["name"])

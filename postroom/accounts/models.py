@@ -62,6 +62,8 @@ class Project(models.Model):
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
+    # Shown in the footer of marketing mail, as anti-spam laws (CAN-SPAM, …) ask.
+    postal_address = models.CharField(max_length=300, blank=True)
     public_key = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -98,10 +98,14 @@ def rename_project(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST)
     if form.is_valid():
         request.project.name = form.cleaned_data["name"]
-        request.project.save(update_fields=["name"])
-        messages.success(request, "Project renamed.")
+        if "postal_address" in request.POST:
+            request.project.postal_address = form.cleaned_data["postal_address"]
+        request.project.save(update_fields=["name", "postal_address"])
+        messages.success(request, "Project saved.")
     else:
-        messages.error(request, "The name is required (at most 100 characters).")
+        messages.error(
+            request, "The name is required (at most 100 characters), the address at most 300."
+        )
     return redirect("project_settings", project_code=request.project.code)
 
 

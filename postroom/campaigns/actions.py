@@ -176,6 +176,7 @@ def content_source(campaign: Campaign) -> Source:
         subject=campaign.subject,
         track_links=campaign.track_links,
         track_opens=campaign.track_opens,
+        footer=True,
     )
 
 

@@ -4,7 +4,8 @@ for their tags.
 
     contact  email, first_name, last_name, name, status, tags (names), data (custom fields), id
     data     the event's or the API call's data (Message.data)
-    project  name
+    project  name, postal_address
+    unsubscribe_url, preferences_url  this message's own (signed) pages
     _message the message's code, which its tracked links and unsubscribe links are signed for
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from postroom.accounts.models import Project
 from postroom.contacts.models import Contact, ContactTag
+from postroom.tracking.links import preferences_url, unsubscribe_url
 
 CONTACT_FIELDS = ("id", "code", "email", "first_name", "last_name", "status", "data")
 
@@ -50,7 +52,7 @@ def recipient_contexts(project_id: int, messages: list) -> dict[int, dict[str, A
     """Each message's context, by message id. A message with no contact (a test send, a
     transactional send to an address) gets its own address and name."""
     contacts = contacts_by_id({m.contact_id for m in messages if m.contact_id})
-    project = {"name": Project.objects.values_list("name", flat=True).get(pk=project_id)}
+    project = project_context(Project.objects.get(pk=project_id))
     contexts = {}
     for m in messages:
         contact = contacts.get(m.contact_id) or contact_context(
@@ -60,10 +62,16 @@ def recipient_contexts(project_id: int, messages: list) -> dict[int, dict[str, A
             "contact": contact,
             "data": dict(m.data or {}),
             "project": project,
+            "unsubscribe_url": unsubscribe_url(m.code),
+            "preferences_url": preferences_url(m.code),
             # For the tracked links and the pixel (content.sandbox.tracked, open_pixel).
             "_message": m.code.hex,
         }
     return contexts
+
+
+def project_context(project: Project) -> dict[str, str]:
+    return {"name": project.name, "postal_address": project.postal_address}
 
 
 def preview_context(project: Project, contact: Contact | None, data: dict | None = None) -> dict:
@@ -73,4 +81,11 @@ def preview_context(project: Project, contact: Contact | None, data: dict | None
         contact_data = contact_context(row, [])
     else:
         contact_data = contacts_by_id({contact.id})[contact.id]
-    return {"contact": contact_data, "data": data or {}, "project": {"name": project.name}}
+    return {
+        "contact": contact_data,
+        "data": data or {},
+        "project": project_context(project),
+        # Links that only mean something in a sent message.
+        "unsubscribe_url": "#unsubscribe",
+        "preferences_url": "#preferences",
+    }

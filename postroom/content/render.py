@@ -77,6 +77,7 @@ class Source:
     subject: str = ""
     track_links: bool = False  # http(s) links through the signed click redirect
     track_opens: bool = False  # an open pixel at the end of the HTML
+    footer: bool = False  # marketing mail: the postal address and the unsubscribe links
 
 
 @dataclass
@@ -207,9 +208,33 @@ class CompiledEmail:
         )
 
 
+FOOTER_HTML = (
+    '<div style="margin:24px 0 0;padding:16px;border-top:1px solid #e5e5e5;'
+    "font-family:Helvetica,Arial,sans-serif;font-size:12px;line-height:18px;color:#777777;"
+    'text-align:center">{{ project.name }}{% if project.postal_address %} · '
+    "{{ project.postal_address }}{% endif %}<br>"
+    '<a href="{{ unsubscribe_url }}" style="color:#777777">Unsubscribe</a> · '
+    '<a href="{{ preferences_url }}" style="color:#777777">Email preferences</a></div>'
+)
+FOOTER_TEXT = (
+    "\n\n-- \n{{ project.name }}{% if project.postal_address %}, {{ project.postal_address }}"
+    "{% endif %}\nUnsubscribe: {{ unsubscribe_url }}\nPreferences: {{ preferences_url }}\n"
+)
+
+
 def prepare(source: Source) -> tuple[str, str]:
     """The HTML and text templates (personalisation tags in place), once per email. A plain
-    text body makes a text-only email."""
+    text body makes a text-only email. Marketing mail gets a footer with the postal address
+    and the unsubscribe links, unless the author placed {{ unsubscribe_url }} themselves."""
+    html, text = prepare_body(source)
+    placed = "unsubscribe_url" in source.body + source.layout + source.text
+    if source.footer and not placed:
+        html = before_body_end(html, FOOTER_HTML) if html else ""
+        text = text.rstrip("\n") + FOOTER_TEXT
+    return html, text
+
+
+def prepare_body(source: Source) -> tuple[str, str]:
     if source.format == TEXT:
         return "", source.text or source.body
     tokens = Tokens()

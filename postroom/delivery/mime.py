@@ -21,6 +21,7 @@ from email.utils import formataddr, formatdate
 from postroom.content.render import compile_prepared
 from postroom.delivery.models import Email, Message
 from postroom.lib.emails import ascii_domain, one_line
+from postroom.tracking.links import unsubscribe_url
 
 # RFC 5322 field names: printable ASCII without colon; we allow the usual letters, digits, "-".
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
@@ -32,6 +33,7 @@ SLOT_ID = "<slot-id@postroom.invalid>"
 SLOT_SUBJECT = "slot-subject-postroom"
 SLOT_TEXT = "slot-text-postroom"
 SLOT_HTML = "slot-html-postroom"
+SLOT_UNSUBSCRIBE = "https://slot.postroom.invalid/unsubscribe"
 # Values the stdlib writes out unchanged (a dot-atom address, a plain id, short enough never
 # to be folded): these skip its header parser, anything else goes through it.
 ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -41,7 +43,14 @@ PLAIN_ID = re.compile(r"<[A-Za-z0-9.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
 PLAIN_MAX = 60
 
 
-def _message(email: Email, to: str, date: str, message_id: str, slots: bool = False):
+def is_marketing(email: Email) -> bool:
+    """Campaigns and automations: unsubscribe headers and footer (RFC 2369, RFC 8058)."""
+    return email.kind in (Email.Kind.CAMPAIGN, Email.Kind.AUTOMATION)
+
+
+def _message(
+    email: Email, to: str, date: str, message_id: str, unsubscribe: str, slots: bool = False
+):
     """The stdlib's message; with `slots`, placeholders for the subject and bodies that each
     recipient fills in (a personalised Email), its parts quoted-printable."""
     msg = EmailMessage()
@@ -52,6 +61,14 @@ def _message(email: Email, to: str, date: str, message_id: str, slots: bool = Fa
     msg["Message-ID"] = message_id
     if email.reply_to:
         msg["Reply-To"] = ascii_domain(one_line(email.reply_to))
+    if is_marketing(email):
+        # One click in the mail client unsubscribes (a POST to the URL, RFC 8058).
+        msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if email.kind == Email.Kind.CAMPAIGN:
+        msg["Precedence"] = "bulk"
+    if email.kind == Email.Kind.AUTOMATION:
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     for name, value in (email.headers or {}).items():
         if HEADER_NAME.match(name):
             msg[name] = one_line(str(value))
@@ -87,7 +104,11 @@ def id_domain(email: Email) -> str:
 
 def build_mime(email: Email, message: Message) -> bytes:
     msg = _message(
-        email, to_header(message), formatdate(localtime=False), message.message_id(id_domain(email))
+        email,
+        to_header(message),
+        formatdate(localtime=False),
+        message.message_id(id_domain(email)),
+        unsubscribe_url(message.code),
     )
     return msg.as_bytes(policy=SMTP)
 
@@ -126,6 +147,15 @@ def subject_line(subject: str) -> bytes:
     words.append(chunk)
     encoded_words = [f"=?utf-8?b?{b64encode(w).decode('ascii')}?=" for w in words]
     return ("Subject: " + "\r\n ".join(encoded_words) + "\r\n").encode("ascii")
+
+
+def unsubscribe_line(url: str) -> bytes:
+    """`List-Unsubscribe: <url>`, the URL on a line of its own when it does not fit on the
+    first (as the stdlib folds it: a URL cannot be broken)."""
+    line = f"List-Unsubscribe: <{url}>\r\n"
+    if len(line) > 80:
+        line = f"List-Unsubscribe:\r\n <{url}>\r\n"
+    return line.encode("ascii")
 
 
 def qp(text: str) -> bytes:
@@ -181,12 +211,17 @@ class MimeTemplate:
         self.email = email
         self.domain = id_domain(email)
         self.personal = compiled(email) if email.personalised else None
-        raw = _message(email, SLOT_TO, SLOT_DATE, SLOT_ID, slots=bool(self.personal))
+        self.marketing = is_marketing(email)
+        raw = _message(
+            email, SLOT_TO, SLOT_DATE, SLOT_ID, SLOT_UNSUBSCRIBE, slots=bool(self.personal)
+        )
         raw = raw.as_bytes(policy=SMTP)
         end = raw.index(b"\r\n\r\n") + 2
         slots = [f"To: {SLOT_TO}\r\n", f"Date: {SLOT_DATE}\r\n", f"Message-ID: {SLOT_ID}\r\n"]
         if self.personal:
             slots.insert(1, f"Subject: {SLOT_SUBJECT}\r\n")
+        if self.marketing:
+            slots.append(f"List-Unsubscribe: <{SLOT_UNSUBSCRIBE}>\r\n")
         head_parts = split_at(raw[:end], slots)
         body_slots = [SLOT_TEXT, SLOT_HTML][: 1 + bool(email.html)] if self.personal else []
         body_parts = split_at(raw[end:], [f"{slot}\r\n" for slot in body_slots])
@@ -202,6 +237,8 @@ class MimeTemplate:
             f"Date: {formatdate(localtime=False)}\r\n".encode("ascii"),
             header_line("Message-ID", message.message_id(self.domain), PLAIN_ID),
         ]
+        if self.marketing:
+            values.append(unsubscribe_line(unsubscribe_url(message.code)))
         if self.personal:
             subject, html, text = self.personal.render_chunks(context or {})
             values.insert(1, self.subject(subject))

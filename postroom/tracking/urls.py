@@ -5,4 +5,7 @@ from postroom.tracking import views
 urlpatterns = [
     path("o/<str:token>.gif", views.open_pixel, name="open_pixel"),
     path("c/<str:token>", views.click, name="click"),
+    path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
+    path("u/<str:token>/preferences", views.preferences, name="preferences"),
+    path("u/<str:token>/data.json", views.personal_data, name="personal_data"),
 ]

@@ -1,18 +1,23 @@
-"""The public side of tracking: the open pixel and the click redirect. No login: each link
-is signed for its message (lib.signing), and a bad signature is a 404, never a redirect."""
+"""The pages recipients reach from a message: the open pixel, the click redirect, the
+unsubscribe and preference pages. No login: each link is signed for its message
+(lib.signing), and a bad signature is a 404, never a redirect."""
 
 from __future__ import annotations
 
 import base64
 import re
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 
+from postroom.contacts.actions import ContactChanges, ContactError, erase_contact, update_contact
+from postroom.contacts.models import Status, Suppression
 from postroom.delivery.models import Message
 from postroom.lib.signing import unsign
 from postroom.tracking import actions
-from postroom.tracking.links import CLICK, OPEN
+from postroom.tracking.links import CLICK, OPEN, UNSUBSCRIBE
 
 # A transparent 1x1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -46,3 +51,87 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404("Unknown link.")
     actions.record_click(message, url, request)
     return HttpResponseRedirect(url)
+
+
+def unsubscribe_target(token: str) -> Message:
+    message = message_for(unsign(UNSUBSCRIBE, token))
+    return Message.objects.select_related("project", "contact").get(pk=message.pk)
+
+
+def page_context(message: Message, token: str) -> dict:
+    return {
+        "project": message.project,
+        "address": message.contact.email if message.contact else message.to_email,
+        "preferences": f"/u/{token}/preferences",
+        "data_url": f"/u/{token}/data.json",
+    }
+
+
+@csrf_exempt
+@never_cache
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks first (link scanners fetch every link in a message); POST unsubscribes:
+    the page's button, or a mail client's one-click POST (RFC 8058), which carries
+    `List-Unsubscribe=One-Click` and no cookie, hence no CSRF token."""
+    message = unsubscribe_target(token)
+    context = page_context(message, token)
+    if request.method == "POST":
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        actions.unsubscribe(message, request, "one-click" if one_click else "link")
+        if one_click:
+            return HttpResponse("Unsubscribed.", content_type="text/plain")
+        context["done"] = True
+    return render(request, "tracking/unsubscribe.html", context)
+
+
+@csrf_exempt
+@never_cache
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    message = unsubscribe_target(token)
+    contact = message.contact
+    context = page_context(message, token)
+    context["contact"] = contact
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action and contact is not None:
+        if action == "delete":
+            erase_contact(contact)
+            context.update(contact=None, notice="Done: everything we kept about you is deleted.")
+        else:
+            context["notice"] = change_preferences(message, contact, action, request)
+            contact.refresh_from_db()
+    elif action == "unsubscribe":
+        actions.unsubscribe(message, request, "preference page")
+    context["suppressed"] = Suppression.objects.filter(
+        project=message.project, email=message.to_email
+    ).exists()
+    return render(request, "tracking/preferences.html", context)
+
+
+def change_preferences(message: Message, contact, action: str, request: HttpRequest) -> str:
+    if action == "unsubscribe":
+        actions.unsubscribe(message, request, "preference page")
+        return "You are unsubscribed."
+    if action == "resubscribe" and contact.status == Status.UNSUBSCRIBED:
+        actions.resubscribe(contact, request)
+        return "Welcome back: you are subscribed again."
+    if action == "name":
+        changes = ContactChanges(
+            first_name=request.POST.get("first_name", ""),
+            last_name=request.POST.get("last_name", ""),
+        )
+        try:
+            update_contact(contact, changes)
+        except ContactError as e:
+            return f"Not saved: {e.message}"
+        return "Your name is saved."
+    return ""
+
+
+@never_cache
+def personal_data(request: HttpRequest, token: str) -> HttpResponse:
+    message = unsubscribe_target(token)
+    if message.contact is None:
+        raise Http404("No contact details are kept for this address.")
+    response = JsonResponse(actions.personal_data(message.contact), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = 'attachment; filename="my-data.json"'
+    return response
