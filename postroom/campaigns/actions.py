@@ -124,7 +124,7 @@ def send_test(campaign: Campaign, addresses: list[str], user: User | None) -> li
     if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
         raise CampaignError("to", f"Name 1 to {MAX_TEST_RECIPIENTS} addresses.")
     try:
-        html, text = prepare(content_source(campaign))
+        prepared = prepare(content_source(campaign))
     except TemplateProblem as e:
         raise CampaignError("body", str(e)) from None
     email = Email.objects.create(
@@ -135,8 +135,9 @@ def send_test(campaign: Campaign, addresses: list[str], user: User | None) -> li
         from_name=one_line(campaign.from_name),
         reply_to=campaign.reply_to,
         subject="[Test] " + one_line(campaign.subject),
-        text=text,
-        html=html,
+        text=prepared.text,
+        html=prepared.html,
+        links=prepared.links,
         personalised=True,
     )
     contacts = dict(
@@ -187,7 +188,7 @@ def snapshot(campaign: Campaign) -> int:
     try:
         # Compiled once here, so that the worker's start step fails (and says why) rather
         # than every recipient; a layout may have changed since the campaign was saved.
-        html, text = prepare(content_source(campaign))
+        prepared = prepare(content_source(campaign))
     except TemplateProblem as e:
         raise CampaignError("body", str(e)) from None
     email = Email.objects.create(
@@ -198,8 +199,9 @@ def snapshot(campaign: Campaign) -> int:
         from_name=one_line(campaign.from_name),
         reply_to=campaign.reply_to,
         subject=one_line(campaign.subject),
-        text=text,
-        html=html,
+        text=prepared.text,
+        html=prepared.html,
+        links=prepared.links,
         personalised=True,
     )
     audience = recipients(campaign).values("id", "email")

@@ -18,10 +18,9 @@ plain data (content.sandbox).
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
@@ -33,6 +32,7 @@ from markdown_it import MarkdownIt
 from postroom.content.sandbox import TemplateProblem, compile_template, render, render_chunks
 from postroom.content.text import html_to_text, words
 from postroom.lib.emails import one_line
+from postroom.tracking.links import links_for
 
 MARKDOWN, HTML, MJML, TEXT = "markdown", "html", "mjml", "text"
 SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
@@ -192,7 +192,20 @@ class CompiledEmail:
     html_source: str
     text_source: str
 
+    links: list[str] = field(default_factory=list)
+
+    def with_links(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The context with each tracked link: through the redirect signed for the message
+        being sent (`_message`), or as written in a preview."""
+        if not self.links:
+            return context
+        code = context.get("_message")
+        made = links_for(code) if code else None
+        extra = {f"_link{i}": made.click(url) if made else url for i, url in enumerate(self.links)}
+        return {**context, **extra}
+
     def render(self, context: dict[str, Any]) -> Rendered:
+        context = self.with_links(context)
         return Rendered(
             subject=one_line(render(self.subject, context)),
             html=render(self.html, context),
@@ -201,6 +214,7 @@ class CompiledEmail:
 
     def render_chunks(self, context: dict[str, Any]) -> tuple[str, list[str], list[str]]:
         """Subject, then HTML and text as chunks (content.sandbox.render_chunks)."""
+        context = self.with_links(context)
         return (
             one_line(render(self.subject, context)),
             render_chunks(self.html, context),
@@ -222,30 +236,41 @@ FOOTER_TEXT = (
 )
 
 
-def prepare(source: Source) -> tuple[str, str]:
+@dataclass
+class Prepared:
+    """An email ready to compile (what an Email keeps): HTML and text templates, and the
+    links they track, which each recipient's render fills in as _link0, _link1, …"""
+
+    html: str
+    text: str
+    links: list[str]
+
+
+def prepare(source: Source) -> Prepared:
     """The HTML and text templates (personalisation tags in place), once per email. A plain
     text body makes a text-only email. Marketing mail gets a footer with the postal address
     and the unsubscribe links, unless the author placed {{ unsubscribe_url }} themselves."""
-    html, text = prepare_body(source)
+    prepared = prepare_body(source)
     placed = "unsubscribe_url" in source.body + source.layout + source.text
     if source.footer and not placed:
-        html = before_body_end(html, FOOTER_HTML) if html else ""
-        text = text.rstrip("\n") + FOOTER_TEXT
-    return html, text
+        prepared.html = before_body_end(prepared.html, FOOTER_HTML) if prepared.html else ""
+        prepared.text = prepared.text.rstrip("\n") + FOOTER_TEXT
+    return prepared
 
 
-def prepare_body(source: Source) -> tuple[str, str]:
+def prepare_body(source: Source) -> Prepared:
     if source.format == TEXT:
-        return "", source.text or source.body
+        return Prepared("", source.text or source.body, [])
     tokens = Tokens()
     html = inline_css(with_preheader(body_html(source, tokens), source.preheader))
+    links: list[str] = []
     if source.track_links:
-        html = track_links(html, tokens)
+        html = track_links(html, tokens, links)
     link_token = re.compile(rf"PR{tokens.nonce}T\d+X")
     text = source.text or tokens.restore(html_to_text(tokens.words(html), link_token))
     if source.track_opens:
         html = before_body_end(html, tokens.add("{{ open_pixel() }}"))
-    return tokens.restore(html), text
+    return Prepared(tokens.restore(html), text, links)
 
 
 ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
@@ -254,10 +279,12 @@ TRACKABLE = re.compile(r"\s*https?://", re.IGNORECASE)
 NO_TRACK = re.compile(r"\sdata-no-track(?:=\"[^\"]*\")?", re.IGNORECASE)
 
 
-def track_links(html: str, tokens: Tokens) -> str:
+def track_links(html: str, tokens: Tokens, links: list[str]) -> str:
     """Every http(s) link (or one personalised as a whole) through the click redirect,
     unless its <a> says data-no-track. Runs on the serialised HTML after inlining, where
-    every attribute is double-quoted."""
+    every attribute is double-quoted. A link known now becomes a variable, _link3, that each
+    recipient's render fills in (no call per link: bench/render.py); `links` gets its URL.
+    A personalised one goes through the `tracked` filter."""
 
     def rewrite(m: re.Match) -> str:
         tag = m.group(0)
@@ -271,7 +298,8 @@ def track_links(html: str, tokens: Tokens) -> str:
         if template == url:  # nothing personalised inside: the target is known now
             if not TRACKABLE.match(unescape(url)):
                 return tag
-            jinja = "{{ tracked(" + json.dumps(unescape(url)) + ") }}"
+            links.append(unescape(url))
+            jinja = "{{ _link" + str(len(links) - 1) + " }}"
         elif url.startswith(f"PR{tokens.nonce}") or TRACKABLE.match(url):
             # Known per recipient only: the filter checks the rendered URL's scheme.
             jinja = "{% filter tracked %}" + template + "{% endfilter %}"
@@ -303,7 +331,8 @@ def check(source: Source) -> None:
 def compile_email(source: Source) -> CompiledEmail:
     """Raises TemplateProblem with the part and the line."""
     check(source)
-    html, text = prepare(source)
+    prepared = prepare(source)
+    html, text = prepared.html, prepared.text
     parts = {}
     for name, template, is_html in (
         ("subject", source.subject, False),
@@ -314,10 +343,10 @@ def compile_email(source: Source) -> CompiledEmail:
             parts[name] = compile_template(template, html=is_html)
         except TemplateProblem as e:
             raise e.within(f"{name} (as made from the source)") from None
-    return CompiledEmail(parts["subject"], parts["HTML"], parts["text"], html, text)
+    return CompiledEmail(parts["subject"], parts["HTML"], parts["text"], html, text, prepared.links)
 
 
-def compile_prepared(subject: str, html: str, text: str) -> CompiledEmail:
+def compile_prepared(subject: str, html: str, text: str, links: list[str]) -> CompiledEmail:
     """A prepared email (as `prepare` left it and an Email keeps it), compiled again: in
     each worker process, once per Email."""
     return CompiledEmail(
@@ -326,4 +355,5 @@ def compile_prepared(subject: str, html: str, text: str) -> CompiledEmail:
         compile_template(text, html=False),
         html,
         text,
+        list(links),
     )

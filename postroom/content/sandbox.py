@@ -22,7 +22,6 @@ import html
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from jinja2.filters import do_center, do_indent, do_replace, do_truncate, do_wor
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 
-from postroom.tracking.links import click_url, open_url
+from postroom.tracking.links import links_for
 
 # The most characters one value or one render may grow to.
 MAX_VALUE = 100_000
@@ -182,7 +181,7 @@ def tracked(context, url: Any) -> str:
     code = context.get("_message")
     if not code or not TRACKABLE.match(text):
         return text
-    return click_url(uuid.UUID(code), text.strip())
+    return links_for(code).click(text.strip())
 
 
 @pass_context
@@ -190,7 +189,7 @@ def open_pixel(context) -> Markup:
     code = context.get("_message")
     if not code:
         return Markup("")
-    return PIXEL.format(src=open_url(uuid.UUID(code)), style=PIXEL_STYLE)
+    return PIXEL.format(src=links_for(code).open(), style=PIXEL_STYLE)
 
 
 PIXEL = Markup('<img src="{src}" width="1" height="1" alt="" style="{style}">')

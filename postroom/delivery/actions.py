@@ -7,10 +7,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from postroom.accounts.models import Project, User, one_line
-from postroom.delivery.models import Email, Message, Sender
+from postroom.delivery import dkim, dnscheck
+from postroom.delivery.models import DkimKey, Email, Message, Sender
 from postroom.delivery.transports import transport_for
 from postroom.delivery.transports.base import SenderUnavailable
-from postroom.lib.emails import InvalidEmail, normalise_email, normalise_sender_email
+from postroom.lib.crypto import encrypt
+from postroom.lib.emails import (
+    InvalidEmail,
+    ascii_domain,
+    normalise_email,
+    normalise_sender_email,
+)
 
 
 class DeliveryError(ValueError):
@@ -108,3 +115,57 @@ def retry_message(message: Message) -> bool:
             pk=message.pk, state__in=[Message.State.FAILED, Message.State.DEFERRED]
         ).update(state=Message.State.QUEUED, next_attempt_at=None, updated_at=timezone.now())
     )
+
+
+# --- DKIM ----------------------------------------------------------------------------------
+
+
+def create_dkim_key(project: Project, domain: str, algorithm: str) -> DkimKey:
+    """A new key for `domain`, inactive until its DNS record is found. The selector names
+    the month, so that a rotation gets a new one: postroom-202611."""
+    try:
+        domain = ascii_domain(f"x@{domain.strip().lower()}").split("@", 1)[1]
+    except InvalidEmail as e:
+        raise DeliveryError("domain", str(e)) from None
+    base = f"postroom-{timezone.now():%Y%m}"
+    selector, n = base, 1
+    while DkimKey.objects.filter(project=project, domain=domain, selector=selector).exists():
+        n += 1
+        selector = f"{base}-{n}"
+    pem, public = dkim.generate(algorithm)
+    return DkimKey.objects.create(
+        project=project,
+        domain=domain,
+        selector=selector,
+        algorithm=algorithm,
+        private_key_encrypted=encrypt(pem.decode("ascii")),
+        public_key=public,
+    )
+
+
+def check_dkim_dns(key: DkimKey) -> list[dict]:
+    """Look the domain's records up; a key whose record is found becomes active."""
+    results = dnscheck.check_domain(key)
+    key.check_result, key.checked_at = results, timezone.now()
+    if results[0]["status"] == dnscheck.OK:
+        key.active = True
+    key.save(update_fields=["check_result", "checked_at", "active"])
+    return results
+
+
+def signers_for(project_id: int, domains: set[str]) -> dict[str, dkim.Signer]:
+    """The newest active key of each domain, as signers (cached: loading a key costs)."""
+    keys = DkimKey.objects.filter(project_id=project_id, domain__in=domains, active=True)
+    signers = {}
+    for key in keys.order_by("domain", "-created_at"):
+        if key.domain not in signers:
+            cache_key = (key.pk, key.private_key_encrypted[-16:])
+            if cache_key not in SIGNERS:
+                SIGNERS[cache_key] = dkim.Signer(
+                    key.domain, key.selector, key.algorithm, key.private_pem
+                )
+            signers[key.domain] = SIGNERS[cache_key]
+    return signers
+
+
+SIGNERS: dict[tuple, dkim.Signer] = {}

@@ -163,6 +163,8 @@ class Email(models.Model):
     # Subject, HTML and text are sandboxed templates (content.render), rendered for each
     # recipient with their data; otherwise they go out as written.
     personalised = models.BooleanField(default=False)
+    # The tracked links of a personalised Email, in order: its templates read _link0, …
+    links = models.JSONField(default=list, blank=True)
     # A paused campaign holds its Email: the send loop claims none of its messages.
     held = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -270,3 +272,50 @@ class MailboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"mailbox copy of {self.message_id}"
+
+
+class DkimKey(models.Model):
+    """A DKIM signing key for one of the project's sending domains. Mail From that domain is
+    signed with its newest active key (delivery.dkim); a key is activated once its DNS record
+    is found (or by hand)."""
+
+    class Algorithm(models.TextChoices):
+        RSA = "rsa", "RSA 2048 (understood everywhere)"
+        ED25519 = "ed25519", "Ed25519 (small and fast; sign with RSA too for older receivers)"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="dkim_keys")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    domain = models.CharField(max_length=253)  # ASCII (IDNA), lower case
+    selector = models.CharField(max_length=63)
+    algorithm = models.CharField(max_length=10, choices=Algorithm.choices, default=Algorithm.RSA)
+    private_key_encrypted = models.TextField()
+    public_key = models.TextField()  # the DNS record's p= value
+    active = models.BooleanField(default=False)
+    # The last "check DNS": when, and what it found (a list of {check, status, text}).
+    checked_at = models.DateTimeField(null=True, blank=True)
+    check_result = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "domain", "selector"], name="delivery_dkim_selector"
+            )
+        ]
+        ordering = ["domain", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    @property
+    def dns_record(self) -> str:
+        kind = "ed25519" if self.algorithm == self.Algorithm.ED25519 else "rsa"
+        return f"v=DKIM1; k={kind}; p={self.public_key}"
+
+    @property
+    def private_pem(self) -> bytes:
+        return decrypt(self.private_key_encrypted).encode("ascii")

@@ -21,8 +21,10 @@ from django.utils import timezone
 from postroom.contacts.models import Contact, Status, Suppression
 from postroom.content.context import recipient_contexts
 from postroom.content.sandbox import RENDER_ERRORS
+from postroom.delivery.actions import signers_for
+from postroom.delivery.dkim import Signer
 from postroom.delivery.limits import capacity
-from postroom.delivery.mime import template_for
+from postroom.delivery.mime import id_domain, template_for
 from postroom.delivery.models import BATCH_PER_CONNECTION, Email, Message, Sender
 from postroom.delivery.transports import open_transports
 from postroom.delivery.transports.base import (
@@ -173,11 +175,15 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
     }
     personalised = [m for m in batch if m.email.personalised and m.id not in outcomes]
     contexts = recipient_contexts(batch[0].project_id, personalised) if personalised else {}
+    # Email services sign with their own keys; our relays and the Mailbox get ours.
+    signers = {}
+    if sender.kind in (Sender.Kind.SMTP, Sender.Kind.MAILBOX):
+        signers = signers_for(batch[0].project_id, {id_domain(m.email) for m in batch})
     transport = open_transports.get(sender)
     unavailable = None
     try:
         transport.send_many(
-            parcels(batch, outcomes, contexts),
+            parcels(batch, outcomes, contexts, signers),
             len(batch) - len(outcomes),
             outcomes,
             heartbeat=lambda: renew_lease(token),
@@ -201,7 +207,10 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
 
 
 def parcels(
-    batch: list[Message], outcomes: dict[int, Outcome], contexts: dict[int, dict]
+    batch: list[Message],
+    outcomes: dict[int, Outcome],
+    contexts: dict[int, dict],
+    signers: dict[str, Signer] | None = None,
 ) -> Iterator[Parcel]:
     """The batch's messages as bytes, made as the transport takes them (in its threads: no
     database here). The stdlib builds each Email's message once; every recipient fills in
@@ -211,7 +220,11 @@ def parcels(
         if message.id in outcomes:
             continue
         try:
-            raw = template_for(message.email).render(message, contexts.get(message.id))
+            template = template_for(message.email)
+            raw = template.render(message, contexts.get(message.id))
+            signer = (signers or {}).get(template.domain)
+            if signer is not None:
+                raw = signer.sign(raw)
         except (ValueError, UnicodeError, HeaderParseError, InvalidEmail) as e:
             outcomes[message.id] = Outcome(FAILED, f"Cannot build the message: {e}"[:500])
             continue

@@ -20,6 +20,10 @@ project_urlpatterns = [
     path("senders/<uuid:code>/delete/", views.sender_delete, name="sender_delete"),
     path("messages/<uuid:code>/", views.message_detail, name="message"),
     path("messages/<uuid:code>/retry/", views.message_retry, name="message_retry"),
+    path("dkim/new/", views.dkim_create, name="dkim_create"),
+    path("dkim/<uuid:code>/check/", views.dkim_check, name="dkim_check"),
+    path("dkim/<uuid:code>/toggle/", views.dkim_toggle, name="dkim_toggle"),
+    path("dkim/<uuid:code>/delete/", views.dkim_delete, name="dkim_delete"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("mailbox/<uuid:code>/", views.mailbox_message, name="mailbox_message"),
 ]

@@ -7,12 +7,14 @@ from django.contrib import messages
 from django.db.models import Count, ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from postroom.accounts.decorators import project_view
 from postroom.delivery import actions
 from postroom.delivery.forms import SenderForm, TestEmailForm
-from postroom.delivery.models import MailboxMessage, Message, Sender
+from postroom.delivery.models import DkimKey, MailboxMessage, Message, Sender
+from postroom.lib.emails import ascii_domain
 from postroom.lib.keyset import keyset_page
 
 
@@ -54,8 +56,12 @@ def sender_edit(request: HttpRequest, code=None) -> HttpResponse:
 def sender_detail(request: HttpRequest, code) -> HttpResponse:
     sender = _get_sender(request, code)
     recent = Message.objects.filter(sender=sender).select_related("email").order_by("-id")[:20]
+    domains = sorted(ascii_domain(f"x@{d}").split("@")[1] for d in sender.allowed_domains())
     context = {
         "sender": sender,
+        "dkim_keys": DkimKey.objects.filter(project=request.project, domain__in=domains),
+        "dkim_domains": domains,
+        "dkim_algorithms": DkimKey.Algorithm.choices,
         "test_form": TestEmailForm(initial={"to": request.user.email}),
         "recent": recent,
         "connection": request.session.pop(f"connection-{sender.code}", None),
@@ -177,3 +183,65 @@ def mailbox_message(request: HttpRequest, code) -> HttpResponse:
         "subject": parsed["Subject"],
     }
     return render(request, "delivery/mailbox_message.html", context)
+
+
+# --- DKIM keys: made and checked from a sender's page, kept per project and domain ---------
+
+
+def _back_to_sender(request: HttpRequest) -> HttpResponse:
+    sender = Sender.objects.filter(project=request.project, code=request.POST.get("sender"))
+    sender = sender.first()
+    if sender is None:
+        return redirect("senders", project_code=request.project.code)
+    return redirect(
+        reverse("sender", kwargs={"project_code": request.project.code, "code": sender.code})
+        + "#dkim"
+    )
+
+
+def _get_key(request: HttpRequest, code) -> DkimKey:
+    return get_object_or_404(DkimKey, project=request.project, code=code)
+
+
+@require_POST
+@project_view(manage=True)
+def dkim_create(request: HttpRequest) -> HttpResponse:
+    algorithm = request.POST.get("algorithm", DkimKey.Algorithm.RSA)
+    if algorithm not in DkimKey.Algorithm.values:
+        algorithm = DkimKey.Algorithm.RSA
+    try:
+        key = actions.create_dkim_key(request.project, request.POST.get("domain", ""), algorithm)
+    except actions.DeliveryError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(request, f"Key made: publish the TXT record {key.record_name}.")
+    return _back_to_sender(request)
+
+
+@require_POST
+@project_view(manage=True)
+def dkim_check(request: HttpRequest, code) -> HttpResponse:
+    key = _get_key(request, code)
+    results = actions.check_dkim_dns(key)
+    if key.active and results[0]["status"] == "ok":
+        messages.success(request, f"{key.record_name} is published: mail is signed with it.")
+    else:
+        messages.error(request, results[0]["text"])
+    return _back_to_sender(request)
+
+
+@require_POST
+@project_view(manage=True)
+def dkim_toggle(request: HttpRequest, code) -> HttpResponse:
+    key = _get_key(request, code)
+    key.active = not key.active
+    key.save(update_fields=["active"])
+    return _back_to_sender(request)
+
+
+@require_POST
+@project_view(manage=True)
+def dkim_delete(request: HttpRequest, code) -> HttpResponse:
+    _get_key(request, code).delete()
+    messages.success(request, "Key deleted.")
+    return _back_to_sender(request)

@@ -5,11 +5,12 @@ call them while rendering, with no database."""
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from urllib.parse import quote
 
 from django.conf import settings
 
-from postroom.lib.signing import sign
+from postroom.lib.signing import Prefix, sign
 
 OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
 
@@ -19,7 +20,7 @@ def open_url(code: uuid.UUID) -> str:
 
 
 def click_url(code: uuid.UUID, url: str) -> str:
-    return f"{settings.SITE_URL}/c/{sign(CLICK, code, url.encode())}?u={quote(url, safe='')}"
+    return f"{settings.SITE_URL}/c/{sign(CLICK, code, url.encode())}?u={quoted(url)}"
 
 
 def unsubscribe_url(code: uuid.UUID) -> str:
@@ -28,3 +29,43 @@ def unsubscribe_url(code: uuid.UUID) -> str:
 
 def preferences_url(code: uuid.UUID) -> str:
     return unsubscribe_url(code) + "/preferences"
+
+
+@lru_cache(maxsize=4096)
+def quoted(url: str) -> str:
+    return quote(url, safe="")
+
+
+class MessageLinks:
+    """One message's tracked links, made as its HTML and text render: each link is signed
+    once (the text part repeats the HTML's links), from one MAC state for the message."""
+
+    def __init__(self, code_hex: str):
+        self.site = settings.SITE_URL
+        code = bytes.fromhex(code_hex)
+        self.clicks = Prefix(CLICK, code)
+        self.open_token = Prefix(OPEN, code).sign()
+        self.made: dict[str, str] = {}
+
+    def click(self, url: str) -> str:
+        link = self.made.get(url)
+        if link is None:
+            token = self.clicks.sign(url.encode())
+            link = self.made[url] = f"{self.site}/c/{token}?u={quoted(url)}"
+        return link
+
+    def open(self) -> str:
+        return f"{self.site}/o/{self.open_token}.gif"
+
+
+# The message being rendered (renders of a batch run one at a time).
+LAST: tuple[str, MessageLinks | None] = ("", None)
+
+
+def links_for(code_hex: str) -> MessageLinks:
+    global LAST
+    code, links = LAST
+    if code != code_hex or links is None:
+        links = MessageLinks(code_hex)
+        LAST = (code_hex, links)
+    return links

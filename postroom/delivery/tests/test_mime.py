@@ -143,7 +143,8 @@ class PersonalisedMimeTestCase(SimpleTestCase):
 
         body = "# Hello {{ contact.first_name }}\n\nWeather in {{ contact.data.city }}.\n\n"
         body += "A long paragraph with résumé and € signs, " * 40 + "\n\n.a line with a dot\n"
-        html, text = prepare(Source(body=body, subject=subject, preheader="Pre"))
+        prepared = prepare(Source(body=body, subject=subject, preheader="Pre"))
+        html, text = prepared.html, prepared.text
         return campaign_email(subject=subject, html=html, text=text, personalised=True)
 
     def test_every_recipient_decodes_to_what_the_template_renders_for_them(self, _) -> None:
@@ -151,7 +152,7 @@ class PersonalisedMimeTestCase(SimpleTestCase):
 
         em = self.personal_email()
         template = MimeTemplate(em)
-        compiled = compile_prepared(em.subject, em.html, em.text)
+        compiled = compile_prepared(em.subject, em.html, em.text, em.links)
         for context in PERSONAL_CONTEXTS * 2:  # twice: the second time from the cache
             with self.subTest(context=context):
                 raw = template.render(recipient(em, "", "ann@example.com"), context)
