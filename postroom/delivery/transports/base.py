@@ -30,6 +30,8 @@ class Parcel:
     message: Message
     envelope_from: str
     raw: bytes
+    # Built by delivery.mime, whose every line ends in CRLF: the transport need not check.
+    crlf: bool = False
 
 
 class SenderUnavailable(Exception):

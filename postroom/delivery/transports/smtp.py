@@ -83,10 +83,13 @@ def classify(code: int, text: bytes | str) -> Outcome:
     return Outcome(DEFERRED if 400 <= code < 500 else FAILED, response)
 
 
-def data_block(raw: bytes) -> bytes:
-    """The message as DATA carries it: CRLF line ends, leading dots doubled, the final dot."""
-    if raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n"):
-        raw = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)  # the MIME builder never needs this
+def data_block(raw: bytes, crlf: bool = False) -> bytes:
+    """The message as DATA carries it: CRLF line ends (checked unless `crlf` says they
+    are), leading dots doubled, the final dot."""
+    if not crlf and (
+        raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
+    ):
+        raw = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
     if raw.startswith(b"."):
         raw = b"." + raw
     raw = raw.replace(b"\r\n.", b"\r\n..")
@@ -386,7 +389,7 @@ class Session:
     ) -> tuple[Transaction, bytes] | None:
         if code == 354:
             if txn.refusal is None:
-                return txn, data_block(txn.parcel.raw)
+                return txn, data_block(txn.parcel.raw, txn.parcel.crlf)
             # A relay that takes DATA with no valid recipient gets an empty message
             # (RFC 2920, 3.1); the refusal stands.
             outcomes[txn.parcel.message.id] = txn.refusal
