@@ -38,6 +38,8 @@ def contact_context(row: dict[str, Any], tags: list[str]) -> dict[str, Any]:
 
 
 def contacts_by_id(contact_ids: set[int]) -> dict[int, dict[str, Any]]:
+    if not contact_ids:
+        return {}
     rows = Contact.objects.filter(id__in=contact_ids).values(*CONTACT_FIELDS)
     tags: dict[int, list[str]] = {}
     pairs = ContactTag.objects.filter(contact_id__in=contact_ids).values_list(
@@ -48,10 +50,14 @@ def contacts_by_id(contact_ids: set[int]) -> dict[int, dict[str, Any]]:
     return {row["id"]: contact_context(row, tags.get(row["id"], [])) for row in rows}
 
 
-def recipient_contexts(project_id: int, messages: list) -> dict[int, dict[str, Any]]:
-    """Each message's context, by message id. A message with no contact (a test send, a
-    transactional send to an address) gets its own address and name."""
-    contacts = contacts_by_id({m.contact_id for m in messages if m.contact_id})
+def recipient_contexts(
+    project_id: int, messages: list, contacts: dict[int, dict[str, Any]] | None = None
+) -> dict[int, dict[str, Any]]:
+    """Each message's context, by message id (`contacts`: read already, by contacts_by_id).
+    A message with no contact (a test send, a transactional send to an address) gets its
+    own address and name."""
+    if contacts is None:
+        contacts = contacts_by_id({m.contact_id for m in messages if m.contact_id})
     project = project_context(Project.objects.get(pk=project_id))
     contexts = {}
     for m in messages:

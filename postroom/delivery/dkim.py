@@ -158,7 +158,9 @@ def fold_tags(tags: list[str], width: int = 76) -> str:
 
 
 def fold_base64(value: str, used: int, width: int = 76) -> str:
-    """The signature after "b=": verifiers drop it whole, breaks and all."""
-    first = max(width - used, 8)
-    chunks = [value[:first]] + [value[i : i + 72] for i in range(first, len(value), 72)]
-    return "\r\n\t".join(c for c in chunks if c)
+    """The signature after "b=" (`used` characters already on its line): verifiers drop it
+    whole, breaks and all, so it may be cut anywhere."""
+    first = width - used
+    chunks = [value[:first]] if first > 0 else [""]
+    chunks += [value[i : i + 72] for i in range(max(first, 0), len(value), 72)]
+    return "\r\n\t".join(chunks)

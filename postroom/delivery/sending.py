@@ -18,8 +18,8 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from postroom.contacts.models import Contact, Status, Suppression
-from postroom.content.context import recipient_contexts
+from postroom.contacts.models import Status, Suppression
+from postroom.content.context import contacts_by_id, recipient_contexts
 from postroom.content.sandbox import RENDER_ERRORS
 from postroom.delivery.actions import signers_for
 from postroom.delivery.dkim import Signer
@@ -163,18 +163,16 @@ def handle_one_send_batch() -> bool:
     return False
 
 
-def skip_reasons(batch: list[Message]) -> dict[int, str]:
+def skip_reasons(batch: list[Message], contacts: dict[int, dict]) -> dict[int, str]:
     """Messages that must not go out after all, checked at send time (the audience was
-    snapshotted earlier: a contact may have unsubscribed or bounced since)."""
+    snapshotted earlier: a contact may have unsubscribed or bounced since). `contacts` are
+    the batch's contacts as content.context reads them, status included."""
     suppressed = dict(
         Suppression.objects.filter(
             project_id=batch[0].project_id, email__in={m.to_email for m in batch}
         ).values_list("email", "reason")
     )
-    marketing = {
-        m.contact_id for m in batch if m.priority != Message.Priority.TRANSACTIONAL and m.contact_id
-    }
-    status = dict(Contact.objects.filter(id__in=marketing).values_list("id", "status"))
+    status = {cid: c.get("status", Status.SUBSCRIBED) for cid, c in contacts.items()}
     reasons = {}
     for m in batch:
         reason = suppressed.get(m.to_email)
@@ -188,11 +186,15 @@ def skip_reasons(batch: list[Message]) -> dict[int, str]:
 
 
 def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
+    # The batch's contacts, read once: for the skip check and for personalisation.
+    contacts = contacts_by_id({m.contact_id for m in batch if m.contact_id})
     outcomes: dict[int, Outcome] = {
-        mid: Outcome(SKIPPED, reason) for mid, reason in skip_reasons(batch).items()
+        mid: Outcome(SKIPPED, reason) for mid, reason in skip_reasons(batch, contacts).items()
     }
     personalised = [m for m in batch if m.email.personalised and m.id not in outcomes]
-    contexts = recipient_contexts(batch[0].project_id, personalised) if personalised else {}
+    contexts = {}
+    if personalised:
+        contexts = recipient_contexts(batch[0].project_id, personalised, contacts)
     # Email services sign with their own keys; our relays and the Mailbox get ours.
     signers = {}
     if sender.kind in (Sender.Kind.SMTP, Sender.Kind.MAILBOX):
@@ -303,44 +305,52 @@ RESULT_COLUMNS = (
 
 
 def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
-    """One UPDATE ... FROM (VALUES ...) for a whole batch, releasing the claim, on rows that
-    still carry `token`. Django's bulk_update writes a CASE per row and field, and building
-    it cost more CPU than sending the mail (bench/RESULTS.md). SQLite needs 3.33 for
-    UPDATE FROM (postroom.E003)."""
+    """One UPDATE for a whole batch, releasing the claim, on rows that still carry `token`.
+    Django's bulk_update writes a CASE per row and field, and building it cost more CPU than
+    sending the mail (bench/RESULTS.md). SQLite joins a VALUES list (UPDATE ... FROM needs
+    SQLite 3.33, postroom.E003); PostgreSQL unnests one array per column."""
     if not rows:
         return
-    # Only the timestamps need converting to the backend's form, and they take few values
-    # (now, and now plus each backoff): converted once each, not per row and field
-    # (Field.get_db_prep_value for every value was 7% of a worker's CPU, bench/send.py).
-    adapted: dict = {None: None}
-
-    def stamp_of(value):
-        if value not in adapted:
-            adapted[value] = connection.ops.adapt_datetimefield_value(value)
-        return adapted[value]
-
-    params: list = []
-    for mid, state, response, provider_id, next_at, sent_at, maybe_duplicate in rows:
-        params += (mid, state, response, provider_id, stamp_of(next_at), stamp_of(sent_at))
-        params.append(maybe_duplicate)
     claim = Message._meta.get_field("claim").get_db_prep_value(token, connection)
-    stamp = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
-    # PostgreSQL types a VALUES column of parameters that are all NULL as text.
-    cast = "::timestamptz" if connection.vendor == "postgresql" else ""
-    values = ", ".join(["(" + ", ".join(["%s"] * len(RESULT_COLUMNS)) + ")"] * len(rows))
-    # Names from the model, every value a parameter.
     table = Message._meta.db_table
-    sql = (
-        f"WITH v ({', '.join(RESULT_COLUMNS)}) AS (VALUES {values}) "  # noqa: S608
-        f"UPDATE {table} SET state = v.state, "
-        "last_response = v.last_response, provider_id = v.provider_id, "
-        f"next_attempt_at = v.next_attempt_at{cast}, sent_at = v.sent_at{cast}, "
-        f"maybe_duplicate = {table}.maybe_duplicate OR v.maybe_duplicate, "
+    columns = ", ".join(RESULT_COLUMNS)
+    # Names from the model, every value a parameter.
+    assignments = (
+        f"UPDATE {table} SET state = v.state, last_response = v.last_response, "  # noqa: S608
+        "provider_id = v.provider_id, next_attempt_at = v.next_attempt_at, "
+        f"sent_at = v.sent_at, maybe_duplicate = {table}.maybe_duplicate OR v.maybe_duplicate, "
         "claim = NULL, lease_until = NULL, updated_at = %s "
-        f"FROM v WHERE {table}.id = v.id AND {table}.claim = %s"
     )
+    where = f"WHERE {table}.id = v.id AND {table}.claim = %s"
+    if connection.vendor == "postgresql":
+        # Seven parameters, not seven per row: psycopg would parse thousands of placeholders
+        # in a query too long for its cache (22% of a worker's CPU, bench/send.py).
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        unnest = ", ".join(
+            f"%s::{t}[]"
+            for t in ("bigint", "varchar", "varchar", "varchar", "timestamptz", "timestamptz")
+        )
+        sql = f"{assignments} FROM unnest({unnest}, %s::boolean[]) AS v ({columns}) {where}"
+        params = [now, *arrays, claim]
+    else:
+        # Timestamps take few values here (now, now plus each backoff): each converted to
+        # SQLite's text form once, not per row (bench/send.py).
+        adapted: dict = {None: None}
+
+        def stamp(value):
+            if value not in adapted:
+                adapted[value] = connection.ops.adapt_datetimefield_value(value)
+            return adapted[value]
+
+        params = []
+        for mid, state, response, provider_id, next_at, sent_at, maybe_duplicate in rows:
+            params += (mid, state, response, provider_id, stamp(next_at), stamp(sent_at))
+            params.append(maybe_duplicate)
+        params += (stamp(now), claim)  # VALUES first, then SET updated_at, then WHERE claim
+        values = ", ".join(["(" + ", ".join(["%s"] * len(RESULT_COLUMNS)) + ")"] * len(rows))
+        sql = f"WITH v ({columns}) AS (VALUES {values}) {assignments} FROM v {where}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, stamp, claim])
+        cursor.execute(sql, params)
 
 
 def renew_lease(token: uuid.UUID) -> None:
