@@ -204,18 +204,23 @@ class QpBody:
     def __init__(self) -> None:
         self.encoded: dict[str, bytes] = {}
 
-    def __call__(self, chunks: list[str]) -> bytes:
+    def __call__(self, chunks: list[str], recipient: dict[str, bytes] | None = None) -> bytes:
+        """`recipient`: this recipient's values encoded so far, shared by the HTML and the
+        text part (their links, names: the same values twice)."""
         out = []
+        seen = {} if recipient is None else recipient
         for chunk in chunks:
             if not chunk:
                 continue
-            piece = self.encoded.get(chunk)
+            piece = self.encoded.get(chunk) or seen.get(chunk)
             if piece is None:
                 piece = qp(str(chunk))  # str(): Markup's own replace() would escape
                 if not piece.endswith(b"\r\n"):
                     piece += b"=\r\n"
                 if len(self.encoded) < self.REMEMBER_AT_MOST:
                     self.encoded[chunk] = piece
+                else:
+                    seen[chunk] = piece
             out.append(piece)
         if not out or not out[-1].endswith(b"\r\n"):
             out.append(b"\r\n")
@@ -258,13 +263,16 @@ class MimeTemplate:
             header_line("Message-ID", message.message_id(self.domain), PLAIN_ID),
         ]
         if self.marketing:
-            values.append(unsubscribe_line(unsubscribe_url(message.code)))
+            # The one the footer links to, when the context has it already.
+            url = (context or {}).get("unsubscribe_url") or unsubscribe_url(message.code)
+            values.append(unsubscribe_line(url))
         if self.personal:
             subject, html, text = self.personal.render_chunks(context or {})
             values.insert(1, self.subject(subject))
-            values.append(self.text_body(text))
+            recipient: dict[str, bytes] = {}
+            values.append(self.text_body(text, recipient))
             if self.email.html:
-                values.append(self.html_body(html))
+                values.append(self.html_body(html, recipient))
         out = [self.parts[0]]
         for value, part in zip(values, self.parts[1:], strict=True):
             out += (value, part)
