@@ -17,6 +17,9 @@ from postroom.lib.mailconfig import parse_smtp_url
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(envstr("POSTROOM_DATA_DIR", "data")).resolve()
+# Images uploaded for emails, served publicly at /i/<code>.<ext> (content.views.image_file).
+UPLOADS_DIR = Path(envstr("POSTROOM_UPLOADS_DIR", str(DATA_DIR / "uploads"))).resolve()
+UPLOAD_MAX_BYTES = envint("POSTROOM_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
 
 SECRET_KEY = envsecret("SECRET_KEY") or persisted_secret(DATA_DIR / "secret_key")
 DEBUG = envbool("DEBUG", False)

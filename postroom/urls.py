@@ -25,4 +25,5 @@ urlpatterns = [
     *ops_urls.urlpatterns,
     *accounts_urls.urlpatterns,
     *tracking_urls.urlpatterns,
+    *content_urls.urlpatterns,
 ]

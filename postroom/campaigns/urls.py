@@ -5,6 +5,7 @@ from postroom.campaigns import views
 project_urlpatterns = [
     path("campaigns/", views.campaigns, name="campaigns"),
     path("campaigns/new/", views.campaign_edit, name="campaign_new"),
+    path("campaigns/preview/", views.campaign_draft_preview, name="campaign_draft_preview"),
     path("campaigns/<uuid:code>/", views.campaign_detail, name="campaign"),
     path("campaigns/<uuid:code>/edit/", views.campaign_edit, name="campaign_edit"),
     path("campaigns/<uuid:code>/send/", views.campaign_send, name="campaign_send"),

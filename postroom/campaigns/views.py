@@ -13,6 +13,7 @@ from postroom.campaigns import actions
 from postroom.campaigns.actions import CampaignError
 from postroom.campaigns.forms import CampaignForm, ScheduleForm, TestSendForm
 from postroom.campaigns.models import Campaign
+from postroom.content.models import Template
 from postroom.content.views import render_preview
 from postroom.delivery.actions import default_sender
 from postroom.delivery.limits import eta_seconds
@@ -298,3 +299,23 @@ def campaign_send_test(request: HttpRequest, code) -> HttpResponse:
         who = ", ".join(m.to_email for m in sent)
         messages.success(request, f"Test sent to {who}: it goes out ahead of campaign mail.")
     return _back(request, campaign)
+
+
+@require_POST
+@project_view
+def campaign_draft_preview(request: HttpRequest) -> HttpResponse:
+    """The edit page's live preview: the message as the form holds it now (htmx fragment)."""
+    layout_id = request.POST.get("layout", "")
+    layout = None
+    if layout_id.isdigit():
+        layout = Template.objects.filter(project=request.project, pk=layout_id).first()
+    draft = Campaign(
+        project=request.project,
+        subject=request.POST.get("subject", ""),
+        preheader=request.POST.get("preheader", ""),
+        body=request.POST.get("body", ""),
+        body_format=request.POST.get("body_format") or Campaign.Format.MARKDOWN,
+        layout=layout,
+        text_body=request.POST.get("text_body", ""),
+    )
+    return render_preview(request, actions.content_source(draft))

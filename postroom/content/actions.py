@@ -1,14 +1,17 @@
-"""Checking what an author wrote before it is saved or sent."""
+"""Checking what an author wrote before it is saved or sent; the images they upload."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from jinja2.sandbox import SecurityError
 
 from postroom.accounts.models import Project
 from postroom.contacts.models import Contact
 from postroom.content.context import preview_context
+from postroom.content.models import Image
 from postroom.content.render import CompiledEmail, Rendered, Source, compile_email
 from postroom.content.sandbox import RenderTimeout, TemplateProblem
+from postroom.lib.emails import one_line
 
 
 def check_content(project: Project, source: Source) -> CompiledEmail:
@@ -35,3 +38,49 @@ def preview(project: Project, source: Source, contact: Contact | None) -> Render
         raise
     except Exception as e:
         raise TemplateProblem(f"for this contact: {e}") from None
+
+
+# What an upload's first bytes say it is: only raster images (an SVG can carry scripts).
+IMAGE_TYPES = {
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"\xff\xd8\xff": "jpg",
+    b"GIF87a": "gif",
+    b"GIF89a": "gif",
+}
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
+
+
+class UploadError(ValueError):
+    pass
+
+
+def image_kind(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for magic, kind in IMAGE_TYPES.items() if head.startswith(magic)), None)
+
+
+def save_image(project: Project, upload) -> Image:
+    """Keep an uploaded image. Raises UploadError saying what is wrong with it."""
+    if upload.size > settings.UPLOAD_MAX_BYTES:
+        limit = settings.UPLOAD_MAX_BYTES // (1024 * 1024)
+        raise UploadError(f"{upload.name} is over {limit} MB.")
+    head = upload.read(16)
+    kind = image_kind(head)
+    if kind is None:
+        raise UploadError(f"{upload.name} is not a PNG, JPEG, GIF or WebP image.")
+    upload.seek(0)
+    image = Image(
+        project=project, name=one_line(upload.name)[:200], extension=kind, size=upload.size
+    )
+    settings.UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(settings.UPLOADS_DIR / image.filename, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    image.save()
+    return image
+
+
+def delete_image(image: Image) -> None:
+    (settings.UPLOADS_DIR / image.filename).unlink(missing_ok=True)
+    image.delete()

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db.models import ProtectedError
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from postroom.accounts.decorators import project_view
 from postroom.contacts.models import Contact
-from postroom.content.actions import preview
+from postroom.content.actions import CONTENT_TYPES, UploadError, delete_image, preview, save_image
 from postroom.content.forms import TemplateForm, source_of
-from postroom.content.models import Template
+from postroom.content.models import Image, Template
 from postroom.content.sandbox import TemplateProblem
 from postroom.lib.emails import InvalidEmail, normalise_email
 from postroom.lib.keyset import keyset_page
@@ -25,7 +28,50 @@ def _get_template(request: HttpRequest, code) -> Template:
 def template_list(request: HttpRequest) -> HttpResponse:
     qs = Template.objects.filter(project=request.project)
     page = keyset_page(qs, after=request.GET.get("after"), before=request.GET.get("before"))
-    return render(request, "content/list.html", {"page": page})
+    images = Image.objects.filter(project=request.project).order_by("-id")[:50]
+    return render(request, "content/list.html", {"page": page, "images": images})
+
+
+@require_POST
+@project_view(manage=True)
+def image_upload(request: HttpRequest) -> HttpResponse:
+    uploads = request.FILES.getlist("image")
+    if not uploads:
+        messages.error(request, "Choose an image to upload.")
+    for upload in uploads:
+        try:
+            image = save_image(request.project, upload)
+        except UploadError as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, f"Uploaded {image.name}: {image.url}")
+    return redirect(reverse("templates", kwargs={"project_code": request.project.code}) + "#images")
+
+
+@require_POST
+@project_view(manage=True)
+def image_delete(request: HttpRequest, code) -> HttpResponse:
+    image = get_object_or_404(Image, project=request.project, code=code)
+    delete_image(image)
+    messages.success(request, f"Deleted {image.name}. Mail already sent shows it no more.")
+    return redirect(reverse("templates", kwargs={"project_code": request.project.code}) + "#images")
+
+
+def image_file(request: HttpRequest, name: str) -> HttpResponse:
+    """An uploaded image, for anyone with its URL (mail clients); cached for a year, since
+    its URL never serves other bytes."""
+    code, _, extension = name.partition(".")
+    try:
+        image = Image.objects.get(code=code, extension=extension)
+    except (Image.DoesNotExist, ValueError, ValidationError):
+        raise Http404("No such image.") from None
+    path = settings.UPLOADS_DIR / image.filename
+    if not path.exists():
+        raise Http404("No such image.")
+    response = FileResponse(open(path, "rb"), content_type=CONTENT_TYPES[image.extension])  # noqa: SIM115
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @project_view(manage=True)

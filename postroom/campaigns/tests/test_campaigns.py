@@ -277,6 +277,20 @@ class CampaignTestCase(BaseTestCase):
         self.assertContains(self.client.post(url, {"to": many}, follow=True), "Up to 20")
         self.assertFalse(Message.objects.filter(email__kind="test").exists())
 
+    def test_the_editor_previews_what_the_form_holds(self) -> None:
+        r = self.client.post(
+            self.url("campaigns/preview/"),
+            {
+                "body_format": "markdown",
+                "body": "# Hi {{ contact.first_name | default('you') }}",
+                "subject": "Yo",
+                "layout": "x",
+            },
+        )
+        self.assertContains(r, "Hi Ada")
+        r = self.client.post(self.url("campaigns/preview/"), {"body": "{{ oops "})
+        self.assertContains(r, "This template cannot be used yet")
+
     def test_a_cancelled_campaign_cannot_be_retried(self) -> None:
         campaign = self.create()
         self.client.post(self.url(f"campaigns/{campaign.code}/send/"))

@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
+
 from postroom.campaigns.models import Campaign
 from postroom.content.models import Template
 from postroom.delivery.actions import default_sender
@@ -94,3 +101,66 @@ class TemplateViewsTestCase(BaseTestCase):
         for path in (f"templates/{theirs.code}/", f"templates/{theirs.code}/delete/"):
             with self.subTest(path):
                 self.assertEqual(self.client.post(self.url(path)).status_code, 404)
+
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+    b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00"
+    b"\x00\x00IEND\xaeB`\x82"
+)
+
+
+class ImageTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.login()
+        self.uploads = tempfile.mkdtemp()
+        self.override = override_settings(UPLOADS_DIR=Path(self.uploads))
+        self.override.enable()
+
+    def tearDown(self) -> None:
+        self.override.disable()
+        shutil.rmtree(self.uploads, ignore_errors=True)
+        super().tearDown()
+
+    def upload(self, name: str, content: bytes):
+        return self.client.post(
+            self.url("images/"), {"image": SimpleUploadedFile(name, content)}, follow=True
+        )
+
+    def test_an_image_is_kept_listed_and_served_to_anyone(self) -> None:
+        from postroom.content.models import Image
+
+        r = self.upload("logo <1>.png", PNG)
+        image = Image.objects.get()
+        self.assertContains(r, image.url)
+        self.assertEqual(image.extension, "png")
+        self.client.logout()
+        served = self.client.get(f"/i/{image.filename}")
+        self.assertEqual(served["Content-Type"], "image/png")
+        self.assertIn("immutable", served["Cache-Control"])
+        self.assertEqual(b"".join(served.streaming_content), PNG)
+
+    def test_what_is_not_a_raster_image_is_refused(self) -> None:
+        from postroom.content.models import Image
+
+        r = self.upload("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script/></svg>")
+        self.assertContains(r, "is not a PNG, JPEG, GIF or WebP image")
+        r = self.upload("fake.png", b"MZ\x90\x00 not an image")
+        self.assertContains(r, "fake.png is not a PNG")
+        with self.settings(UPLOAD_MAX_BYTES=10):
+            self.assertContains(self.upload("big.png", PNG), "is over 0 MB")
+        self.assertFalse(Image.objects.exists())
+
+    def test_unknown_images_and_other_projects_images_are_404(self) -> None:
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from postroom.content.actions import save_image
+
+        theirs = save_image(self.charlies_project, SimpleUploadedFile("t.png", PNG))
+        self.assertEqual(
+            self.client.post(self.url(f"images/{theirs.code}/delete/")).status_code, 404
+        )
+        self.assertEqual(self.client.get("/i/not-a-uuid.png").status_code, 404)
+        self.assertEqual(self.client.get(f"/i/{theirs.code.hex}.gif").status_code, 404)
+        self.assertEqual(self.client.get(f"/i/{theirs.filename}").status_code, 200)
