@@ -301,8 +301,27 @@ def set_tags(contact: Contact, names: list[str]) -> None:
     )
 
 
+ERASED_ADDRESS = "erased@erased.invalid"
+
+
+@transaction.atomic
 def erase_contact(contact: Contact) -> None:
-    """Delete the contact and everything that hangs off it. There is no undo."""
+    """Delete the contact and what identifies them elsewhere: mail not yet sent to them is
+    cancelled, the ledger keeps their messages' fate but not their address or data, and their
+    events go. There is no undo."""
+    from postroom.delivery.models import Message
+    from postroom.tracking.models import Event
+
+    theirs = Message.objects.filter(project=contact.project).filter(
+        Q(contact=contact) | Q(to_email=contact.email)
+    )
+    theirs.filter(state__in=[Message.State.QUEUED, Message.State.DEFERRED]).update(
+        state=Message.State.CANCELLED,
+        last_response="Cancelled: the contact was erased.",
+        updated_at=timezone.now(),
+    )
+    theirs.update(to_email=ERASED_ADDRESS, to_name="", data={})
+    Event.objects.filter(contact=contact).delete()
     contact.delete()
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from jinja2.sandbox import SecurityError
+from jinja2 import UndefinedError
 
 from postroom.accounts.models import Project
 from postroom.contacts.models import Contact
 from postroom.content.context import preview_context
 from postroom.content.models import Image
 from postroom.content.render import CompiledEmail, Rendered, Source, compile_email
-from postroom.content.sandbox import RenderTimeout, TemplateProblem
+from postroom.content.sandbox import RENDER_ERRORS, Deadline, TemplateProblem
 from postroom.lib.emails import one_line
 
 
@@ -22,10 +22,12 @@ def check_content(project: Project, source: Source) -> CompiledEmail:
     compiled = compile_email(source)
     try:
         compiled.render(preview_context(project, None))
-    except (SecurityError, RenderTimeout) as e:
-        raise TemplateProblem(str(e)) from None
-    except Exception:  # noqa: S110 (depends on a recipient's data: judged per recipient)
+    except UndefinedError:  # data a sample reader lacks: judged per recipient
         pass
+    except Deadline:
+        raise TemplateProblem("the template took too long to render") from None
+    except RENDER_ERRORS as e:
+        raise TemplateProblem(f"with a sample reader: {e}") from None
     return compiled
 
 
@@ -36,7 +38,9 @@ def preview(project: Project, source: Source, contact: Contact | None) -> Render
         return compiled.render(preview_context(project, contact))
     except TemplateProblem:
         raise
-    except Exception as e:
+    except Deadline:
+        raise TemplateProblem("the template took too long to render") from None
+    except RENDER_ERRORS as e:
         raise TemplateProblem(f"for this contact: {e}") from None
 
 
@@ -74,10 +78,15 @@ def save_image(project: Project, upload) -> Image:
         project=project, name=one_line(upload.name)[:200], extension=kind, size=upload.size
     )
     settings.UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(settings.UPLOADS_DIR / image.filename, "wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
-    image.save()
+    path = settings.UPLOADS_DIR / image.filename
+    try:
+        with open(path, "wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+        image.save()
+    except BaseException:
+        path.unlink(missing_ok=True)  # no file without its row
+        raise
     return image
 
 

@@ -29,7 +29,13 @@ import mrml
 import nh3
 from markdown_it import MarkdownIt
 
-from postroom.content.sandbox import TemplateProblem, compile_template, render, render_chunks
+from postroom.content.sandbox import (
+    TemplateProblem,
+    compile_template,
+    render,
+    render_chunks,
+    variables_used,
+)
 from postroom.content.text import html_to_text, words
 from postroom.lib.emails import one_line
 from postroom.tracking.links import links_for
@@ -251,7 +257,11 @@ def prepare(source: Source) -> Prepared:
     text body makes a text-only email. Marketing mail gets a footer with the postal address
     and the unsubscribe links, unless the author placed {{ unsubscribe_url }} themselves."""
     prepared = prepare_body(source)
-    placed = "unsubscribe_url" in source.body + source.layout + source.text
+    # Placed by the author only if a template really reads it (not in a comment or text).
+    placed = any(
+        "unsubscribe_url" in variables_used(part)
+        for part in (source.body, SLOT.sub("", source.layout), source.text)
+    )
     if source.footer and not placed:
         prepared.html = before_body_end(prepared.html, FOOTER_HTML) if prepared.html else ""
         prepared.text = prepared.text.rstrip("\n") + FOOTER_TEXT
@@ -298,7 +308,7 @@ def track_links(html: str, tokens: Tokens, links: list[str]) -> str:
         if template == url:  # nothing personalised inside: the target is known now
             if not TRACKABLE.match(unescape(url)):
                 return tag
-            links.append(unescape(url))
+            links.append(unescape(url).strip())
             jinja = "{{ _link" + str(len(links) - 1) + " }}"
         elif url.startswith(f"PR{tokens.nonce}") or TRACKABLE.match(url):
             # Known per recipient only: the filter checks the rendered URL's scheme.

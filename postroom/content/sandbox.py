@@ -23,11 +23,32 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
-from jinja2.filters import do_center, do_indent, do_replace, do_truncate, do_wordwrap
+from jinja2 import (
+    ChainableUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    pass_context,
+    pass_environment,
+    pass_eval_context,
+)
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.filters import (
+    do_batch,
+    do_center,
+    do_indent,
+    do_join,
+    do_replace,
+    do_tojson,
+    do_truncate,
+    do_wordwrap,
+)
+from jinja2.runtime import markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 
@@ -42,7 +63,9 @@ RANGE_BUDGET = 10_000
 RENDER_SECONDS = 1.0
 
 # printf-style widths or precisions of four digits or more, or taken from the arguments.
-WIDE_PRINTF = re.compile(r"%[#0\- +]*(?:\*|\d{4,})|%[#0\- +]*\d*\.(?:\*|\d{4,})")
+WIDE_PRINTF = re.compile(
+    r"%(?:\([^)]*\))?[#0\- +]*(?:\*|\d{4,})|%(?:\([^)]*\))?[#0\- +]*\d*\.(?:\*|\d{4,})"
+)
 
 
 class TemplateProblem(ValueError):
@@ -71,16 +94,35 @@ class RenderTimeout(Exception):
     pass
 
 
+class Deadline(BaseException):
+    """What the watchdog raises inside a render past its deadline: a BaseException, so that
+    no `except Exception` on the way (Jinja has some) can swallow it; render_chunks turns it
+    into RenderTimeout."""
+
+
 # What a render can raise for one recipient's data: the message fails with it, alone.
 RENDER_ERRORS = (
     TemplateError,
     RenderTimeout,
+    Deadline,
     ArithmeticError,
+    AttributeError,
     LookupError,
     TypeError,
     ValueError,
     RecursionError,
+    MemoryError,
 )
+# The message being rendered, for `tracked` and `open_pixel`: out of the template's reach
+# (a `{% set %}` could rebind a context variable, and sign another message's links).
+CURRENT_MESSAGE: ContextVar[str | None] = ContextVar("current_message", default=None)
+# Integers beyond this many bits make C-level arithmetic that no watchdog can interrupt.
+MAX_BITS = 4096
+
+
+def check_bits(bits: int) -> None:
+    if bits > MAX_BITS:
+        raise SecurityError(f"numbers above {MAX_BITS} bits are not allowed")
 
 
 def too_big(what: str) -> SecurityError:
@@ -96,17 +138,74 @@ def sized(value: Any) -> int:
     return len(value) if isinstance(value, str | list | tuple) else 0
 
 
-def bounded(filter_func: Callable, width_arg: int = 1) -> Callable:
-    """A size-taking filter whose width argument is at most MAX_VALUE."""
-
-    def wrapper(*args, **kwargs):
-        widths = [a for a in args[width_arg : width_arg + 1] if isinstance(a, int)]
-        widths += [v for k, v in kwargs.items() if k in ("width", "length") and isinstance(v, int)]
-        if any(w > MAX_VALUE for w in widths):
+def check_width(*values: Any) -> None:
+    """A filter's width, length or padding argument: small, whether a number or a string."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_VALUE:
             raise too_big("the result")
-        return filter_func(*args, **kwargs)
+        if isinstance(value, str) and len(value) > 100:
+            raise SecurityError("padding strings longer than 100 characters are not allowed")
 
-    return wrapper
+
+def safe_center(value, width=80):
+    check_width(width)
+    return do_center(value, width)
+
+
+@pass_environment
+def safe_indent(environment, s, width=4, first=False, blank=False):
+    check_width(width)
+    return do_indent(s, width, first, blank)
+
+
+@pass_environment
+def safe_wordwrap(environment, s, width=79, break_long_words=True, wrapstring=None, **kw):
+    check_width(width, wrapstring)
+    return do_wordwrap(environment, s, width, break_long_words, wrapstring, **kw)
+
+
+@pass_environment
+def safe_truncate(environment, s, length=255, killwords=False, end="...", leeway=None):
+    check_width(length, end)
+    return do_truncate(environment, s, length, killwords, end, leeway)
+
+
+@pass_eval_context
+def safe_join(eval_ctx, value, d="", attribute=None):
+    items = list(value)
+    if sum(len(str(x)) for x in items) + len(str(d)) * len(items) > MAX_OUTPUT:
+        raise too_big("the joined text")
+    return do_join(eval_ctx, items, d, attribute)
+
+
+def safe_sum(iterable, attribute=None, start=0):
+    if not isinstance(start, int | float):
+        raise SecurityError("sum adds numbers only")
+    return do_sum_numbers(iterable, attribute, start)
+
+
+def do_sum_numbers(iterable, attribute, start):
+    total = start
+    for item in iterable:
+        value = item[attribute] if attribute is not None else item
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise SecurityError("sum adds numbers only")
+        total += value
+    return total
+
+
+def safe_batch(value, linecount, fill_with=None):
+    check_width(linecount)
+    if isinstance(linecount, int) and linecount > 1000:
+        raise SecurityError("batches of more than 1,000 are not allowed")
+    return do_batch(value, linecount, fill_with)
+
+
+@pass_eval_context
+def safe_tojson(eval_ctx, value, indent=None):
+    if indent is not None and (not isinstance(indent, int) or indent > 8):
+        raise SecurityError("tojson indents by at most 8")
+    return do_tojson(eval_ctx, value, indent)
 
 
 def safe_replace(eval_ctx, s, old, new, count=None):
@@ -124,14 +223,30 @@ def safe_format(value, *args, **kwargs):
     check_printf(value)
     if args and kwargs:
         raise SecurityError("format takes positional or keyword arguments, not both")
+    for arg in (*args, *kwargs.values()):
+        if sized(arg) > MAX_VALUE:
+            raise too_big("the formatted text")
     result = str(value) % (kwargs or args)
     if len(result) > MAX_VALUE:
         raise too_big("the formatted text")
     return result
 
 
+class CheckedConcat(CodeGenerator):
+    """`a ~ b` through Sandbox.checked_concat, which checks the size first (a loop doubling a string
+    would otherwise reach gigabytes inside one C call)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat(context, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = CheckedConcat
 
     def __init__(self, autoescape: bool):
         super().__init__(
@@ -140,25 +255,44 @@ class Sandbox(ImmutableSandboxedEnvironment):
         for name in ("lipsum", "range"):
             self.globals.pop(name, None)
         self.filters.update(
-            center=bounded(do_center),
-            indent=bounded(do_indent),
-            wordwrap=bounded(do_wordwrap, width_arg=2),
-            truncate=bounded(do_truncate, width_arg=2),
+            center=safe_center,
+            indent=safe_indent,
+            wordwrap=safe_wordwrap,
+            truncate=safe_truncate,
             replace=safe_replace,
             format=safe_format,
+            join=safe_join,
+            sum=safe_sum,
+            batch=safe_batch,
+            tojson=safe_tojson,
         )
+        for name in ("pprint", "xmlattr"):  # of no use in an email, of some risk
+            self.filters.pop(name, None)
 
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 if sized(seq) and isinstance(n, int) and sized(seq) * n > MAX_VALUE:
                     raise too_big("the repeated value")
+            if isinstance(left, int) and isinstance(right, int):
+                check_bits(left.bit_length() + right.bit_length())
         elif operator == "**":
             if isinstance(right, int | float) and abs(right) > 100:
                 raise SecurityError("exponents above 100 are not allowed")
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                check_bits(left.bit_length() * right)
         elif operator == "%" and isinstance(left, str):
             check_printf(left)
+            if isinstance(right, str | tuple) and sized(right) > MAX_VALUE:
+                raise too_big("the formatted text")
+        elif operator == "+" and sized(left) + sized(right) > MAX_OUTPUT:
+            raise too_big("the joined value")
         return super().call_binop(context, operator, left, right)
+
+    def checked_concat(self, context, values: tuple) -> str:
+        if sum(sized(v) if sized(v) else len(str(v)) for v in values) > MAX_OUTPUT:
+            raise too_big("the joined text")
+        return (markup_join if context.eval_ctx.autoescape else str_join)(values)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # data.items is the "items" the sender passed, not dict.items: keys come first.
@@ -177,16 +311,17 @@ class Sandbox(ImmutableSandboxedEnvironment):
 def tracked(context, url: Any) -> str:
     """A link through the click redirect of the message being rendered (its code is in the
     context as `_message`); as it is in a preview, or when it is not http(s)."""
-    text = html.unescape(str(url)) if isinstance(url, Markup) else str(url)
-    code = context.get("_message")
+    # The filter form gets an href's text, HTML-escaped (&amp;), in the text part too.
+    text = html.unescape(str(url)).strip()
+    code = CURRENT_MESSAGE.get()
     if not code or not TRACKABLE.match(text):
         return text
-    return links_for(code).click(text.strip())
+    return links_for(code).click(text)
 
 
 @pass_context
 def open_pixel(context) -> Markup:
-    code = context.get("_message")
+    code = CURRENT_MESSAGE.get()
     if not code:
         return Markup("")
     return PIXEL.format(src=links_for(code).open(), style=PIXEL_STYLE)
@@ -289,8 +424,10 @@ class Watchdog:
             with self.lock:
                 for watch in self.watches.values():
                     if not watch.fired and now > watch.deadline:
+                        # Once is enough: the exception waits for the C call it lands in to
+                        # return, and no `except Exception` can catch a BaseException.
                         watch.fired = True
-                        set_async_exception(watch.thread_id, RenderTimeout)
+                        set_async_exception(watch.thread_id, Deadline)
 
 
 def set_async_exception(thread_id: int, exc: type[BaseException] | None) -> None:
@@ -311,6 +448,7 @@ def render(template, context: dict[str, Any], seconds: float = RENDER_SECONDS) -
 def render_chunks(template, context: dict[str, Any], seconds: float = RENDER_SECONDS) -> list:
     """The output as the template made it: its constant text as the very same string objects
     every time, the values in between. Lets a caller encode the constant parts once."""
+    token = CURRENT_MESSAGE.set(context.get("_message"))
     watch = watchdog.start(seconds)
     try:
         out, size = [], 0
@@ -320,7 +458,10 @@ def render_chunks(template, context: dict[str, Any], seconds: float = RENDER_SEC
                 raise SecurityError(f"the message would be over {MAX_OUTPUT:,} characters")
             out.append(chunk)
         return out
-    except RenderTimeout:
+    except Deadline:
         raise RenderTimeout(f"the template took more than {seconds:g} s to render") from None
     finally:
+        # A Deadline landing after the render's last step but before this stop escapes as
+        # Deadline: callers catch it with RENDER_ERRORS.
         watchdog.stop(watch)
+        CURRENT_MESSAGE.reset(token)

@@ -89,7 +89,7 @@ def template_edit(request: HttpRequest, code=None) -> HttpResponse:
 
 
 @require_POST
-@project_view
+@project_view(manage=True)
 def template_preview(request: HttpRequest) -> HttpResponse:
     """The live preview: what the form holds now, for a contact chosen by address or a
     sample reader. An HTML fragment for htmx; a template error is shown, not raised."""

@@ -95,6 +95,30 @@ def send_test_email(project: Project, sender: Sender, to: str, user: User | None
     )
 
 
+@transaction.atomic
+def queue_system_email(project: Project, contact, subject: str, text: str) -> Message:
+    """A short transactional message from the project to one of its contacts (a
+    confirmation link), through the project's default sender, ahead of campaign mail."""
+    sender = default_sender(project)
+    email = Email.objects.create(
+        project=project,
+        kind=Email.Kind.TRANSACTIONAL,
+        sender=sender,
+        from_email=sender.from_email,
+        from_name=sender.from_name,
+        subject=one_line(subject),
+        text=text,
+    )
+    return Message.objects.create(
+        project=project,
+        email=email,
+        sender=sender,
+        contact=contact,
+        to_email=contact.email,
+        priority=Message.Priority.TRANSACTIONAL,
+    )
+
+
 def test_connection(sender: Sender) -> tuple[bool, list[str]]:
     """Connect as the worker would and return the server's own answers."""
     try:

@@ -128,8 +128,10 @@ def subject_line(subject: str) -> bytes:
     encoded-words, cut between characters. Written here because the stdlib's header
     machinery costs ~0.4 ms for a non-ASCII value, per recipient (bench/render.py)."""
     subject = one_line(subject)
-    # ASCII as it is, unless it holds what a reader would decode as an encoded-word.
-    if subject.isascii() and "=?" not in subject:
+    # ASCII as it is, unless it holds what a reader would decode as an encoded-word, a
+    # control character, or a word too long to fold.
+    plain = subject.isascii() and subject.isprintable() and "=?" not in subject
+    if plain and all(len(word) <= 900 for word in subject.split(" ")):
         lines, line = [], "Subject:"
         for word in subject.split(" "):
             if len(line) + 1 + len(word) > 78 and line != "Subject:":
@@ -167,15 +169,51 @@ def qp(text: str) -> bytes:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
     # binascii ends its soft line breaks as the text ends its lines; a text with none of
     # its own gets "=\n", which SMTP wants as "=\r\n".
-    return b2a_qp(text.encode("utf-8"), istext=True).replace(b"=\n", b"=\r\n")
+    encoded = b2a_qp(text.encode("utf-8"), istext=True).replace(b"=\n", b"=\r\n")
+    lines = encoded.split(b"\r\n")
+    if any(len(line) > 76 for line in lines):
+        # binascii lets a line reach 77 when it encodes a trailing space (=20) last.
+        encoded = b"\r\n".join(short_lines(line) for line in lines)
+    return encoded
+
+
+def short_lines(line: bytes) -> bytes:
+    """One encoded line cut with soft breaks into lines of at most 76, between escapes."""
+    out = []
+    while len(line) > 76:
+        cut = 75
+        if line[cut - 1 : cut] == b"=":
+            cut -= 1
+        elif line[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        out.append(line[:cut] + b"=")
+        line = line[cut:]
+    return b"\r\n".join([*out, line])
+
+
+def soft_end(piece: bytes) -> bytes:
+    """An encoded chunk that does not end a line gets a soft line break, so that the next
+    chunk starts a line of its own; its last line is cut first if the "=" would make it 77."""
+    if piece.endswith(b"\r\n"):
+        return piece
+    last = piece.rfind(b"\r\n") + 2 if b"\r\n" in piece else 0
+    if len(piece) - last >= 76:
+        cut = len(piece) - 3  # before the last three bytes: never inside an =XX escape
+        if piece[cut - 1 : cut] == b"=":
+            cut -= 1
+        elif piece[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        piece = piece[:cut] + b"=\r\n" + piece[cut:]
+    return piece + b"=\r\n"
 
 
 def qp_printable(text: str) -> str:
-    """Cut into lines of at most 76 with soft breaks, never inside an =XX escape."""
-    if len(text) <= 76:
+    """Cut into lines of at most 75 (76 with the soft break that follows), never inside an
+    =XX escape."""
+    if len(text) <= 75:
         return text
     lines, start = [], 0
-    while len(text) - start > 76:
+    while len(text) - start > 75:
         cut = start + 75
         for back in (1, 2):  # keep "=3D" whole
             if text[cut - back] == "=":
@@ -197,12 +235,9 @@ class QpBody:
     (names, custom fields) are encoded per recipient (bench/render.py: ~4x faster).
     """
 
-    # The constant text arrives with the first recipient and is always kept; values
-    # (names, cities, plans) repeat across recipients too, until the cap.
-    REMEMBER_AT_MOST = 4096
-
     def __init__(self) -> None:
         self.encoded: dict[str, bytes] = {}
+        self.learning = True
 
     def __call__(self, chunks: list[str], recipient: dict[str, bytes] | None = None) -> bytes:
         """`recipient`: this recipient's values encoded so far, shared by the HTML and the
@@ -214,16 +249,17 @@ class QpBody:
                 continue
             piece = self.encoded.get(chunk) or seen.get(chunk)
             if piece is None:
-                piece = qp(str(chunk))  # str(): Markup's own replace() would escape
-                if not piece.endswith(b"\r\n"):
-                    piece += b"=\r\n"
-                if len(self.encoded) < self.REMEMBER_AT_MOST:
+                piece = soft_end(qp(str(chunk)))  # str(): Markup's own replace() would escape
+                if self.learning:
                     self.encoded[chunk] = piece
                 else:
                     seen[chunk] = piece
             out.append(piece)
         if not out or not out[-1].endswith(b"\r\n"):
             out.append(b"\r\n")
+        # The first recipient's render holds every constant of the template; later values
+        # are this recipient's own, and kept no longer than their render.
+        self.learning = False
         return b"".join(out)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -9,7 +12,10 @@ from django.utils import timezone
 from postroom.accounts.forms import client_ip
 from postroom.contacts.actions import suppress
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
+from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
+from postroom.lib.signing import sign, unsign
+from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
 
 
@@ -101,3 +107,37 @@ def personal_data(contact: Contact) -> dict:
             {"kind": e.kind, "name": e.name, "url": e.url, "at": e.created_at} for e in events
         ],
     }
+
+
+# Confirmation links for export and delete: signed for the message and the deadline.
+CONFIRM_HOURS = 24
+
+
+def confirmation_url(message: Message, what: str, until: int) -> str:
+    signature = sign(f"confirm-{what}", message.code, str(until).encode())
+    token = sign(UNSUBSCRIBE, message.code)
+    return f"{settings.SITE_URL}/u/{token}/confirm/{what}/{until}/{signature}"
+
+
+def confirmation_holds(message: Message, what: str, until: str, signature: str) -> bool:
+    if not until.isdigit() or int(until) < time.time():
+        return False
+    return unsign(f"confirm-{what}", signature, until.encode()) == message.code
+
+
+def send_confirmation(message: Message, what: str) -> None:
+    """Mail the contact a link that downloads (export) or deletes (delete) their data."""
+    contact = message.contact
+    until = int(time.time()) + CONFIRM_HOURS * 3600
+    doing = "download your data" if what == "export" else "delete your data"
+    queue_system_email(
+        message.project,
+        contact,
+        subject=f"Confirm: {doing} ({message.project.name})",
+        text=(
+            f"Someone (we hope you) asked to {doing} from {message.project.name}.\n\n"
+            f"To go ahead, open this link within {CONFIRM_HOURS} hours:\n"
+            f"{confirmation_url(message, what, until)}\n\n"
+            "If it was not you, ignore this email: nothing happens.\n"
+        ),
+    )

@@ -7,5 +7,9 @@ urlpatterns = [
     path("c/<str:token>", views.click, name="click"),
     path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
     path("u/<str:token>/preferences", views.preferences, name="preferences"),
-    path("u/<str:token>/data.json", views.personal_data, name="personal_data"),
+    path(
+        "u/<str:token>/confirm/<str:what>/<str:until>/<str:signature>",
+        views.confirmed,
+        name="confirmed",
+    ),
 ]

@@ -63,7 +63,6 @@ def page_context(message: Message, token: str) -> dict:
         "project": message.project,
         "address": message.contact.email if message.contact else message.to_email,
         "preferences": f"/u/{token}/preferences",
-        "data_url": f"/u/{token}/data.json",
     }
 
 
@@ -93,9 +92,14 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     context["contact"] = contact
     action = request.POST.get("action") if request.method == "POST" else None
     if action and contact is not None:
-        if action == "delete":
-            erase_contact(contact)
-            context.update(contact=None, notice="Done: everything we kept about you is deleted.")
+        if action in CONFIRMED:
+            # Anyone a newsletter was forwarded to has this page: the data itself, and its
+            # deletion, take a link sent to the address.
+            actions.send_confirmation(message, action)
+            context["notice"] = (
+                f"We sent a link to {contact.email}: open it within 24 hours to "
+                f"{'download your data' if action == 'export' else 'delete your data'}."
+            )
         else:
             context["notice"] = change_preferences(message, contact, action, request)
             contact.refresh_from_db()
@@ -127,11 +131,26 @@ def change_preferences(message: Message, contact, action: str, request: HttpRequ
     return ""
 
 
+CONFIRMED = ("export", "delete")
+
+
+@csrf_exempt
 @never_cache
-def personal_data(request: HttpRequest, token: str) -> HttpResponse:
+def confirmed(request: HttpRequest, token: str, what: str, until: str, signature: str):
+    """The link sent to the address: the data as a download, or (asked once more, since
+    link scanners open links) its deletion."""
     message = unsubscribe_target(token)
-    if message.contact is None:
-        raise Http404("No contact details are kept for this address.")
-    response = JsonResponse(actions.personal_data(message.contact), json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = 'attachment; filename="my-data.json"'
-    return response
+    contact = message.contact
+    if what not in CONFIRMED or not actions.confirmation_holds(message, what, until, signature):
+        raise Http404("This link is not valid, or has expired.")
+    if contact is None:
+        return render(request, "tracking/erased.html", page_context(message, token))
+    if what == "export":
+        data = actions.personal_data(contact)
+        response = JsonResponse(data, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = 'attachment; filename="my-data.json"'
+        return response
+    if request.method == "POST":
+        erase_contact(contact)
+        return render(request, "tracking/erased.html", page_context(message, token))
+    return render(request, "tracking/confirm_delete.html", page_context(message, token))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 
 from django.test import SimpleTestCase
@@ -135,3 +136,30 @@ class TextTestCase(SimpleTestCase):
             "Title\n\nSee this (https://x.org/a) and hi@x.org.\n\n- one\n- two\n  1. a\n  2. b\n\n"
             "A  1\nB  2\n\nLine\nbreak & more\n",
         )
+
+
+class ReviewFindingsTestCase(SimpleTestCase):
+    def test_personalised_links_point_to_the_same_place_in_both_parts(self) -> None:
+        import uuid
+        from urllib.parse import parse_qs, urlsplit
+
+        body = '<a href="https://x.com/?a=1&b={{ contact.first_name }}">go</a>'
+        body += '<a href=" https://y.com/">y</a>'
+        email = compile_email(Source(body=body, format="html", track_links=True))
+        r = email.render({**CONTEXT, "_message": uuid.uuid4().hex})
+        html_links = re.findall(r'href="([^"]+)"', r.html)
+        text_links = re.findall(r"\((http[^)]+)\)", r.text)
+        targets = [parse_qs(urlsplit(u.replace("&amp;", "&")).query)["u"][0] for u in html_links]
+        self.assertEqual(targets, ["https://x.com/?a=1&b=Ann", "https://y.com/"])
+        text_targets = [parse_qs(urlsplit(u).query)["u"][0] for u in text_links]
+        self.assertEqual(text_targets, targets)
+
+    def test_the_footer_stays_unless_the_template_really_places_the_link(self) -> None:
+        from postroom.content.render import prepare
+
+        commented = prepare(Source(body="Hi {# no unsubscribe_url here #}", footer=True))
+        self.assertIn("{{ unsubscribe_url }}", commented.html)
+        placed = prepare(
+            Source(body='<a href="{{ unsubscribe_url }}">bye</a>', format="html", footer=True)
+        )
+        self.assertEqual(placed.html.count("unsubscribe_url"), 1)

@@ -168,3 +168,59 @@ class PersonalisationTestCase(SimpleTestCase):
             variables_used("{{ contact.first_name }} {% for i in data.items %}{{ i }}{% endfor %}"),
             {"contact", "data"},
         )
+
+
+class SandboxReviewFindingsTestCase(SimpleTestCase):
+    """What a review of the sandbox found, each now refused or fixed."""
+
+    def test_c_level_blowups_are_refused_before_they_run(self) -> None:
+        for source in (
+            "{{ ([[1]*10000]*1000)|sum(start=[]) }}",
+            "{% set c = ((10**100)**100)**100 %}{{ c }}",
+            "{{ 2**100 * 2**100 * 2**100 * 2**100 * 2**4000 }}",
+            "{{ ([('x' * 100000)] * 40000)|join }}",
+            "{% set ns = namespace(s='x' * 50000) %}{% for i in range(60) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "{% set ns = namespace(s=['x']) %}{% for i in range(60) %}"
+            "{% set ns.s = ns.s + ns.s %}{% endfor %}",
+            "{{ '%(a)50000000s' % {'a': 1} }}",
+            "{{ '%(a)50000000s' | format(a=1) }}",
+            "{{ 'x' | indent('y' * 50000) }}",
+            "{{ [1] | batch(50000000, 0) | list }}",
+            "{{ data | tojson(indent=10000000) }}",
+            "{{ 'a b' | wordwrap(3, wrapstring='z' * 100000) }}",
+        ):
+            with self.subTest(source):
+                started = time.monotonic()
+                with self.assertRaises(SecurityError):
+                    out(source)
+                self.assertLess(time.monotonic() - started, 1)
+
+    def test_size_taking_filters_still_work(self) -> None:
+        self.assertEqual(out("{{ 'hello world' | truncate(8, leeway=0) }}"), "hello...")
+        self.assertEqual(out("{{ 'a b c' | wordwrap(3) }}", html=False), "a b\nc")
+        self.assertEqual(out("[{{ 'ab' | center(6) }}]"), "[  ab  ]")
+        self.assertEqual(out("{{ 'a\nb' | indent(2) }}", html=False), "a\n  b")
+        self.assertEqual(out("{{ [1, 2, 3] | sum }}"), "6")
+        self.assertEqual(out("{{ ['a', 'b'] | join(', ') }}"), "a, b")
+        self.assertEqual(out("{{ 'a' ~ 1 ~ contact.first_name }}"), "a1Ann")
+
+    def test_a_render_cannot_sign_links_for_another_message(self) -> None:
+        import uuid
+
+        from postroom.lib.signing import unsign
+        from postroom.tracking.links import CLICK
+
+        mine, theirs = uuid.uuid4(), uuid.uuid4()
+        source = f'{{% set _message = "{theirs.hex}" %}}{{{{ tracked("https://x.example/") }}}}'
+        link = out(source, html=False, context={**CONTEXT, "_message": mine.hex})
+        token = link.split("/c/")[1].split("?")[0]
+        self.assertEqual(unsign(CLICK, token, b"https://x.example/"), mine)
+
+    def test_the_deadline_cannot_be_swallowed_by_jinjas_own_handlers(self) -> None:
+        slow = "{% for a in [1]*300 %}{% for b in [1]*300 %}{% for c in [1]*300 %}"
+        slow += "{% if nothing is sequence %}{% endif %}{% endfor %}{% endfor %}{% endfor %}"
+        started = time.monotonic()
+        with self.assertRaises(RenderTimeout):
+            render(compile_template(slow, html=True), CONTEXT, seconds=0.1)
+        self.assertLess(time.monotonic() - started, 3)

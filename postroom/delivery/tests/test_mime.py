@@ -201,3 +201,33 @@ class PersonalisedMimeTestCase(SimpleTestCase):
         parsed = email.message_from_bytes(raw, policy=default)
         self.assertEqual(parsed.get_content_type(), "text/plain")
         self.assertEqual(parsed.get_content(), "Hi Ann\r\n")
+
+
+class EncodingEdgesTestCase(SimpleTestCase):
+    def test_quoted_printable_lines_stay_within_76_and_decode_back(self) -> None:
+        import binascii
+        import random
+
+        from postroom.delivery.mime import QpBody
+
+        rng = random.Random(7)
+        alphabet = "abcXYZ =.é€\n\t"
+        for _ in range(2000):
+            chunks = [
+                "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 160)))
+                for _ in range(rng.randint(1, 4))
+            ]
+            encoded = QpBody()(chunks)
+            self.assertTrue(all(len(line) <= 76 for line in encoded.split(b"\r\n")), chunks)
+            decoded = binascii.a2b_qp(encoded).decode().replace("\r\n", "\n")
+            self.assertEqual(decoded.rstrip("\n"), "".join(chunks).rstrip("\n"))
+
+    def test_a_subject_with_control_characters_or_a_huge_word_is_encoded(self) -> None:
+        from postroom.delivery.mime import subject_line
+
+        for subject in ("Bell\x07 and null\x00", "x" * 1200):
+            line = subject_line(subject)
+            self.assertTrue(line.startswith(b"Subject: =?utf-8?b?"))
+            self.assertTrue(all(len(x) <= 78 for x in line.split(b"\r\n")))
+            parsed = email.message_from_bytes(line + b"\r\n", policy=default)
+            self.assertEqual(parsed["Subject"], subject)

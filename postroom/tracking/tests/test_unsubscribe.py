@@ -91,7 +91,18 @@ class UnsubscribeTestCase(BaseTestCase):
         self.ann.refresh_from_db()
         self.assertEqual(self.ann.status, "subscribed")
 
-    def test_preferences_resubscribe_rename_download_and_delete(self) -> None:
+    def confirmation_link(self, action: str) -> str:
+        """Ask on the preference page; the link arrives by mail, to the contact's address."""
+        r = self.outside.post(self.url + "/preferences", {"action": action})
+        self.assertContains(r, "We sent a link to ann@example.com")
+        while handle_one_send_batch():
+            pass
+        kept = MailboxMessage.objects.filter(message__email__kind="transactional").latest("id")
+        self.assertEqual(kept.message.to_email, "ann@example.com")
+        body = email.message_from_bytes(bytes(kept.raw), policy=default).get_content()
+        return urlsplit(re.search(r"http://\S+/confirm/\S+", body).group(0)).path
+
+    def test_preferences_resubscribe_and_rename(self) -> None:
         prefs = self.url + "/preferences"
         self.outside.post(prefs, {"action": "unsubscribe"})
         r = self.outside.post(prefs, {"action": "resubscribe"})
@@ -101,15 +112,42 @@ class UnsubscribeTestCase(BaseTestCase):
         self.outside.post(prefs, {"action": "name", "first_name": "Annie", "last_name": "Lee"})
         self.ann.refresh_from_db()
         self.assertEqual((self.ann.first_name, self.ann.last_name), ("Annie", "Lee"))
-        r = self.outside.get(self.url + "/data.json")
+
+    def test_data_is_downloaded_through_a_link_sent_to_the_address(self) -> None:
+        link = self.confirmation_link("export")
+        r = self.outside.get(link)
         self.assertIn("attachment", r["Content-Disposition"])
         data = json.loads(r.content)
         self.assertEqual(data["email"], "ann@example.com")
-        self.assertEqual(data["messages"][0]["subject"], "S")
-        r = self.outside.post(prefs, {"action": "delete"})
-        self.assertContains(r, "everything we kept about you is deleted")
+        self.assertIn("S", [m["subject"] for m in data["messages"]])
+        self.assertEqual(self.outside.get(link.replace("/export/", "/delete/")).status_code, 404)
+        self.assertEqual(self.outside.get(link[:-3] + "abc").status_code, 404)
+
+    def test_deleting_asks_again_then_erases_and_stops_queued_mail(self) -> None:
+        link = self.confirmation_link("delete")
+        # A second campaign is queued for Ann when she confirms.
+        sender = default_sender(self.project)
+        later = Campaign.objects.create(
+            project=self.project,
+            name="Later",
+            subject="Later",
+            sender=sender,
+            from_email=sender.from_email,
+            body="Later",
+        )
+        actions.start(later)
+        actions.start_due_campaigns()
+        self.assertContains(self.outside.get(link), "Delete your data?")
+        self.assertTrue(Contact.objects.filter(email="ann@example.com").exists())
+        r = self.outside.post(link)
+        self.assertContains(r, "Your data is deleted")
         self.assertFalse(Contact.objects.filter(email="ann@example.com").exists())
-        self.assertEqual(self.outside.get(self.url + "/data.json").status_code, 404)
+        self.assertFalse(Message.objects.filter(to_email="ann@example.com").exists())
+        self.assertEqual(Message.objects.get(email__campaign=later).state, Message.State.CANCELLED)
+        self.assertFalse(Event.objects.filter(contact__isnull=False).exists())
+        while handle_one_send_batch():
+            pass
+        self.assertFalse(MailboxMessage.objects.filter(message__email__campaign=later).exists())
 
     def test_an_address_without_a_contact_is_suppressed(self) -> None:
         self.ann.delete()
