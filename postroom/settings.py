@@ -24,6 +24,9 @@ UPLOAD_MAX_BYTES = envint("POSTROOM_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
 SECRET_KEY = envsecret("SECRET_KEY") or persisted_secret(DATA_DIR / "secret_key")
 DEBUG = envbool("DEBUG", False)
 SITE_URL = envstr("SITE_URL", "http://localhost:8000").rstrip("/")
+# A domain whose mail is piped to `postroom inbound`: List-Unsubscribe then offers a mailto
+# (unsubscribe+<token>@INBOUND_DOMAIN) beside the one-click URL.
+INBOUND_DOMAIN = envstr("POSTROOM_INBOUND_DOMAIN", "").strip().lower()
 SITE_NAME = envstr("SITE_NAME", "Postroom")
 # Default: the host of SITE_URL and the loopback names. Never "*": the Host header would then
 # be whatever a client sends.

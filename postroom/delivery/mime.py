@@ -21,7 +21,7 @@ from email.utils import formataddr, formatdate
 from postroom.content.render import compile_prepared
 from postroom.delivery.models import Email, Message
 from postroom.lib.emails import ascii_domain, one_line
-from postroom.tracking.links import unsubscribe_url
+from postroom.tracking.links import unsubscribe_mailto, unsubscribe_url
 
 # RFC 5322 field names: printable ASCII without colon; we allow the usual letters, digits, "-".
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
@@ -49,7 +49,13 @@ def is_marketing(email: Email) -> bool:
 
 
 def _message(
-    email: Email, to: str, date: str, message_id: str, unsubscribe: str, slots: bool = False
+    email: Email,
+    to: str,
+    date: str,
+    message_id: str,
+    unsubscribe: str,
+    slots: bool = False,
+    message_code=None,
 ):
     """The stdlib's message; with `slots`, placeholders for the subject and bodies that each
     recipient fills in (a personalised Email), its parts quoted-printable."""
@@ -63,7 +69,8 @@ def _message(
         msg["Reply-To"] = ascii_domain(one_line(email.reply_to))
     if is_marketing(email):
         # One click in the mail client unsubscribes (a POST to the URL, RFC 8058).
-        msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+        mailto = unsubscribe_mailto(message_code) if message_code else None
+        msg["List-Unsubscribe"] = f"<{unsubscribe}>" + (f", <{mailto}>" if mailto else "")
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if email.kind == Email.Kind.CAMPAIGN:
         msg["Precedence"] = "bulk"
@@ -109,6 +116,7 @@ def build_mime(email: Email, message: Message) -> bytes:
         formatdate(localtime=False),
         message.message_id(id_domain(email)),
         unsubscribe_url(message.code),
+        message_code=message.code,
     )
     return msg.as_bytes(policy=SMTP)
 
@@ -151,12 +159,13 @@ def subject_line(subject: str) -> bytes:
     return ("Subject: " + "\r\n ".join(encoded_words) + "\r\n").encode("ascii")
 
 
-def unsubscribe_line(url: str) -> bytes:
-    """`List-Unsubscribe: <url>`, the URL on a line of its own when it does not fit on the
-    first (as the stdlib folds it: a URL cannot be broken)."""
-    line = f"List-Unsubscribe: <{url}>\r\n"
+def unsubscribe_line(url: str, mailto: str | None = None) -> bytes:
+    """`List-Unsubscribe: <url>` (and `, <mailto:…>`), each on a line of its own when they
+    do not fit on the first (as the stdlib folds it: a URL cannot be broken)."""
+    values = [f"<{url}>"] + ([f"<{mailto}>"] if mailto else [])
+    line = f"List-Unsubscribe: {', '.join(values)}\r\n"
     if len(line) > 80:
-        line = f"List-Unsubscribe:\r\n <{url}>\r\n"
+        line = "List-Unsubscribe:\r\n " + ",\r\n ".join(values) + "\r\n"
     return line.encode("ascii")
 
 
@@ -301,7 +310,7 @@ class MimeTemplate:
         if self.marketing:
             # The one the footer links to, when the context has it already.
             url = (context or {}).get("unsubscribe_url") or unsubscribe_url(message.code)
-            values.append(unsubscribe_line(url))
+            values.append(unsubscribe_line(url, unsubscribe_mailto(message.code)))
         if self.personal:
             subject, html, text = self.personal.render_chunks(context or {})
             values.insert(1, self.subject(subject))

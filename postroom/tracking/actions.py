@@ -19,11 +19,11 @@ from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
 
 
-def user_agent(request: HttpRequest) -> str:
-    return request.headers.get("User-Agent", "")[:300]
+def user_agent(request: HttpRequest | None) -> str:
+    return request.headers.get("User-Agent", "")[:300] if request is not None else ""
 
 
-def record(message: Message, kind: str, request: HttpRequest, **fields) -> Event:
+def record(message: Message, kind: str, request: HttpRequest | None, **fields) -> Event:
     return Event.objects.create(
         project_id=message.project_id,
         kind=kind,
@@ -50,7 +50,7 @@ def record_click(message: Message, url: str, request: HttpRequest) -> None:
     Message.objects.filter(pk=message.pk, opened_at=None).update(opened_at=now)
 
 
-def unsubscribe(message: Message, request: HttpRequest, how: str) -> None:
+def unsubscribe(message: Message, request: HttpRequest | None, how: str) -> None:
     """The recipient of `message` wants no more marketing mail: their contact is marked
     unsubscribed, or, with no contact (a send to an address), the address is suppressed as
     unsubscribed. Transactional mail still reaches them (delivery.sending.skip_reasons)."""

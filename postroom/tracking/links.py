@@ -31,6 +31,18 @@ def preferences_url(code: uuid.UUID) -> str:
     return unsubscribe_url(code) + "/preferences"
 
 
+# The local part of an unsubscribe address: unsubscribe+<token>@POSTROOM_INBOUND_DOMAIN.
+MAILTO_PREFIX = "unsubscribe+"
+
+
+def unsubscribe_mailto(code: uuid.UUID) -> str | None:
+    """The mailto: of List-Unsubscribe, when inbound mail reaches `postroom inbound`."""
+    if not settings.INBOUND_DOMAIN:
+        return None
+    token = sign(UNSUBSCRIBE, code)
+    return f"mailto:{MAILTO_PREFIX}{token}@{settings.INBOUND_DOMAIN}?subject=unsubscribe"
+
+
 @lru_cache(maxsize=4096)
 def quoted(url: str) -> str:
     return quote(url, safe="")

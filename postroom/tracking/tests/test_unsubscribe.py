@@ -168,3 +168,56 @@ class UnsubscribeTestCase(BaseTestCase):
         self.assertIsNone(parsed["Precedence"])
         self.assertFalse(re.search("Unsubscribe", parsed.get_body().get_content()))
         self.assertEqual(Message.objects.get(to_email="bob@example.com").state, "sent")
+
+
+class UnsubscribeByMailTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.ann = self.make_contact("ann@example.com")
+        sender = default_sender(self.project)
+        campaign = Campaign.objects.create(
+            project=self.project,
+            name="C",
+            subject="S",
+            sender=sender,
+            from_email=sender.from_email,
+            body="Hello",
+        )
+        with self.settings(INBOUND_DOMAIN="inbound.example.com"):
+            actions.start(campaign)
+            actions.start_due_campaigns()
+            while handle_one_send_batch():
+                pass
+        raw = bytes(MailboxMessage.objects.get().raw)
+        self.header = email.message_from_bytes(raw, policy=default)["List-Unsubscribe"]
+
+    def run_inbound(self, to: str) -> int:
+        import io
+        from unittest import mock
+
+        from django.core.management import call_command
+
+        mail = f"From: ann@example.com\r\nTo: {to}\r\nSubject: unsubscribe\r\n\r\n".encode()
+        stdin = mock.Mock(buffer=io.BytesIO(mail))
+        with mock.patch("sys.stdin", stdin):
+            try:
+                call_command("inbound", stdout=io.StringIO(), stderr=io.StringIO())
+            except SystemExit as e:
+                return e.code
+        return 0
+
+    def test_list_unsubscribe_offers_a_mailto_that_unsubscribes(self) -> None:
+        mailto = re.search(r"<mailto:([^?>]+)\?subject=unsubscribe>", self.header).group(1)
+        self.assertTrue(mailto.startswith("unsubscribe+"))
+        self.assertTrue(mailto.endswith("@inbound.example.com"))
+        self.assertIn("<http://localhost:8000/u/", self.header)
+        self.assertEqual(self.run_inbound(mailto), 0)
+        self.ann.refresh_from_db()
+        self.assertEqual(
+            (self.ann.status, self.ann.status_reason), ("unsubscribed", "Unsubscribed by email")
+        )
+
+    def test_mail_to_a_forged_address_changes_nothing(self) -> None:
+        self.assertEqual(self.run_inbound("unsubscribe+forged@inbound.example.com"), 65)
+        self.ann.refresh_from_db()
+        self.assertEqual(self.ann.status, "subscribed")
