@@ -113,6 +113,29 @@ def start(campaign: Campaign, when=None) -> None:
     campaign.save(update_fields=["state", "scheduled_at", "updated_at"])
 
 
+def campaign_email(campaign: Campaign, kind: str, subject_prefix: str = "") -> Email:
+    """The campaign's content prepared once (content.render) as an Email. Prepared here so
+    that a problem fails the start (or the test send) and says why, rather than failing
+    every recipient: a layout may have changed since the campaign was saved."""
+    try:
+        prepared = prepare(content_source(campaign))
+    except TemplateProblem as e:
+        raise CampaignError("body", str(e)) from None
+    return Email.objects.create(
+        project=campaign.project,
+        kind=kind,
+        sender=campaign.sender,
+        from_email=campaign.from_email,
+        from_name=one_line(campaign.from_name),
+        reply_to=campaign.reply_to,
+        subject=subject_prefix + one_line(campaign.subject),
+        text=prepared.text,
+        html=prepared.html,
+        links=prepared.links,
+        personalised=True,
+    )
+
+
 # Test sends go to a few people, not an audience.
 MAX_TEST_RECIPIENTS = 20
 
@@ -123,23 +146,7 @@ def send_test(campaign: Campaign, addresses: list[str], user: User | None) -> li
     personalised as the contact of that address (if there is one) would get it."""
     if not addresses or len(addresses) > MAX_TEST_RECIPIENTS:
         raise CampaignError("to", f"Name 1 to {MAX_TEST_RECIPIENTS} addresses.")
-    try:
-        prepared = prepare(content_source(campaign))
-    except TemplateProblem as e:
-        raise CampaignError("body", str(e)) from None
-    email = Email.objects.create(
-        project=campaign.project,
-        kind=Email.Kind.TEST,
-        sender=campaign.sender,
-        from_email=campaign.from_email,
-        from_name=one_line(campaign.from_name),
-        reply_to=campaign.reply_to,
-        subject="[Test] " + one_line(campaign.subject),
-        text=prepared.text,
-        html=prepared.html,
-        links=prepared.links,
-        personalised=True,
-    )
+    email = campaign_email(campaign, Email.Kind.TEST, "[Test] ")
     contacts = dict(
         Contact.objects.filter(project=campaign.project, email__in=addresses).values_list(
             "email", "id"
@@ -185,25 +192,7 @@ def content_source(campaign: Campaign) -> Source:
 def snapshot(campaign: Campaign) -> int:
     """Create the campaign's Email and one queued Message per recipient, set-based:
     one INSERT ... SELECT, so a campaign to 1,000,000 starts in seconds."""
-    try:
-        # Compiled once here, so that the worker's start step fails (and says why) rather
-        # than every recipient; a layout may have changed since the campaign was saved.
-        prepared = prepare(content_source(campaign))
-    except TemplateProblem as e:
-        raise CampaignError("body", str(e)) from None
-    email = Email.objects.create(
-        project=campaign.project,
-        kind=Email.Kind.CAMPAIGN,
-        sender=campaign.sender,
-        from_email=campaign.from_email,
-        from_name=one_line(campaign.from_name),
-        reply_to=campaign.reply_to,
-        subject=one_line(campaign.subject),
-        text=prepared.text,
-        html=prepared.html,
-        links=prepared.links,
-        personalised=True,
-    )
+    email = campaign_email(campaign, Email.Kind.CAMPAIGN)
     audience = recipients(campaign).values("id", "email")
     select_sql, params = audience.query.sql_with_params()
     now = timezone.now()
