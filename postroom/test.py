@@ -16,6 +16,16 @@ from postroom.contacts.models import Contact
 PASSWORD = "correct horse battery staple"
 
 
+def drain() -> int:
+    """Run the send loop until nothing is left to send; how many batches it took."""
+    from postroom.delivery.sending import handle_one_send_batch
+
+    steps = 0
+    while handle_one_send_batch():
+        steps += 1
+    return steps
+
+
 class BaseTestCase(TestCase):
     alice: User
     bob: User
@@ -45,6 +55,22 @@ class BaseTestCase(TestCase):
         self, email: str = "ann@example.com", project: Project | None = None, **kw
     ) -> Contact:
         return create_contact(project or self.project, email, **kw)
+
+    def start_campaign(self, **fields):
+        """A campaign through the project's default sender (the Mailbox), started and
+        snapshotted into the ledger, its recipients queued."""
+        from postroom.campaigns import actions
+        from postroom.campaigns.models import Campaign
+        from postroom.delivery.actions import default_sender
+
+        sender = default_sender(self.project)
+        fields = {"name": "C", "subject": "S", "body": "Hello", **fields}
+        campaign = Campaign.objects.create(
+            project=self.project, sender=sender, from_email=sender.from_email, **fields
+        )
+        actions.start(campaign)
+        actions.start_due_campaigns()
+        return campaign
 
     def api(self, method: str, path: str, data: object = None, key: str | None = None, **extra):
         """Call /api/v1/<path> with a bearer key (alice's secret key by default)."""

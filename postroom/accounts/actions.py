@@ -22,8 +22,8 @@ from postroom.accounts.models import (
     User,
     hash_key,
     new_public_key,
-    one_line,
 )
+from postroom.lib.emails import one_line
 
 
 @transaction.atomic

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from postroom.accounts.models import Role, User, one_line
+from postroom.accounts.models import Role, User
+from postroom.lib.emails import one_line
 
 
 def client_ip(request) -> str | None:

@@ -12,8 +12,6 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 
-from postroom.lib.emails import one_line  # noqa: F401 (re-exported: older imports use it)
-
 
 class UserManager(BaseUserManager):
     def get_by_natural_key(self, username: str) -> User:

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from postroom.accounts.models import User, one_line
+from postroom.accounts.models import User
 from postroom.campaigns.models import Campaign
 from postroom.contacts import rules
 from postroom.contacts.models import Contact, Status, Suppression, tagged_with
@@ -19,6 +19,7 @@ from postroom.content.actions import check_content
 from postroom.content.render import HTML, Source, prepare
 from postroom.content.sandbox import TemplateProblem
 from postroom.delivery.models import Email, Message
+from postroom.lib.emails import one_line
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,20 @@ def start(campaign: Campaign, when=None) -> None:
     campaign.scheduled_at = when or timezone.now()
     campaign.updated_at = timezone.now()
     campaign.save(update_fields=["state", "scheduled_at", "updated_at"])
+
+
+def draft_source(fields, layout) -> Source:
+    """What a campaign's edit form holds (cleaned data or the raw POST), for content.render."""
+    return content_source(
+        Campaign(
+            subject=fields.get("subject", ""),
+            preheader=fields.get("preheader", ""),
+            body=fields.get("body", ""),
+            body_format=fields.get("body_format") or Campaign.Format.MARKDOWN,
+            layout=layout,
+            text_body=fields.get("text_body", ""),
+        )
+    )
 
 
 def campaign_email(campaign: Campaign, kind: str, subject_prefix: str = "") -> Email:

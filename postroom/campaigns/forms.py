@@ -7,7 +7,7 @@ import zoneinfo
 from django import forms
 from django.conf import settings
 
-from postroom.campaigns.actions import content_source
+from postroom.campaigns.actions import draft_source
 from postroom.campaigns.models import Campaign
 from postroom.contacts.models import Segment
 from postroom.content.actions import check_content
@@ -111,16 +111,8 @@ class CampaignForm(forms.ModelForm):
             return
         if self.errors or "body" not in cleaned:
             return
-        draft = Campaign(
-            body=cleaned.get("body", ""),
-            body_format=cleaned.get("body_format") or Campaign.Format.MARKDOWN,
-            layout=layout,
-            text_body=cleaned.get("text_body", ""),
-            preheader=cleaned.get("preheader", ""),
-            subject=cleaned.get("subject", ""),
-        )
         try:
-            check_content(self.project, content_source(draft))
+            check_content(self.project, draft_source(cleaned, layout))
         except TemplateProblem as e:
             field = {"Subject": "subject", "Text": "text_body", "Layout": "layout"}
             self.add_error(field.get(e.part, "body"), str(e))

@@ -11,10 +11,11 @@ from django.db.models import Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from postroom.accounts.models import Membership, Role, one_line
+from postroom.accounts.models import Membership, Role
 from postroom.campaigns.models import Campaign
 from postroom.delivery.limits import capacity
 from postroom.delivery.models import Message
+from postroom.lib.emails import one_line
 
 log = logging.getLogger(__name__)
 

@@ -309,13 +309,4 @@ def campaign_draft_preview(request: HttpRequest) -> HttpResponse:
     layout = None
     if layout_id.isdigit():
         layout = Template.objects.filter(project=request.project, pk=layout_id).first()
-    draft = Campaign(
-        project=request.project,
-        subject=request.POST.get("subject", ""),
-        preheader=request.POST.get("preheader", ""),
-        body=request.POST.get("body", ""),
-        body_format=request.POST.get("body_format") or Campaign.Format.MARKDOWN,
-        layout=layout,
-        text_body=request.POST.get("text_body", ""),
-    )
-    return render_preview(request, actions.content_source(draft))
+    return render_preview(request, actions.draft_source(request.POST, layout))

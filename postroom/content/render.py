@@ -195,8 +195,6 @@ class CompiledEmail:
     subject: Any
     html: Any
     text: Any
-    html_source: str
-    text_source: str
 
     links: list[str] = field(default_factory=list)
 
@@ -353,7 +351,7 @@ def compile_email(source: Source) -> CompiledEmail:
             parts[name] = compile_template(template, html=is_html)
         except TemplateProblem as e:
             raise e.within(f"{name} (as made from the source)") from None
-    return CompiledEmail(parts["subject"], parts["HTML"], parts["text"], html, text, prepared.links)
+    return CompiledEmail(parts["subject"], parts["HTML"], parts["text"], prepared.links)
 
 
 def compile_prepared(subject: str, html: str, text: str, links: list[str]) -> CompiledEmail:
@@ -363,7 +361,5 @@ def compile_prepared(subject: str, html: str, text: str, links: list[str]) -> Co
         compile_template(subject, html=False),
         compile_template(html, html=True),
         compile_template(text, html=False),
-        html,
-        text,
         list(links),
     )

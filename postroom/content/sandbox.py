@@ -179,12 +179,9 @@ def safe_join(eval_ctx, value, d="", attribute=None):
 
 
 def safe_sum(iterable, attribute=None, start=0):
+    """Numbers only: a sum of lists is a quadratic copy inside one C call."""
     if not isinstance(start, int | float):
         raise SecurityError("sum adds numbers only")
-    return do_sum_numbers(iterable, attribute, start)
-
-
-def do_sum_numbers(iterable, attribute, start):
     total = start
     for item in iterable:
         value = item[attribute] if attribute is not None else item

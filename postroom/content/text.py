@@ -31,7 +31,7 @@ HIDDEN = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 class TextMaker(HTMLParser):
     def __init__(self, link_token: re.Pattern | None = None) -> None:
         super().__init__(convert_charrefs=True)
-        # A template's link may be a placeholder for one made per recipient (a tracked link).
+        # A template's href may be a token standing for a link made per recipient (tracked).
         self.link_token = link_token
         self.out: list[str] = []
         self.skip_depth = 0  # inside something hidden: how many open tags deep

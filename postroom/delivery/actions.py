@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from postroom.accounts.models import Project, User, one_line
+from postroom.accounts.models import Project, User
 from postroom.delivery import dkim, dnscheck
 from postroom.delivery.models import DkimKey, Email, Message, Sender
 from postroom.delivery.transports import transport_for
@@ -17,6 +17,7 @@ from postroom.lib.emails import (
     ascii_domain,
     normalise_email,
     normalise_sender_email,
+    one_line,
 )
 
 

@@ -53,12 +53,11 @@ def _message(
     to: str,
     date: str,
     message_id: str,
-    unsubscribe: str,
+    unsubscribe: list[str],
     slots: bool = False,
-    message_code=None,
 ):
-    """The stdlib's message; with `slots`, placeholders for the subject and bodies that each
-    recipient fills in (a personalised Email), its parts quoted-printable."""
+    """The stdlib's message; with `slots`, slot markers where each recipient's own subject
+    and bodies go (a personalised Email), its parts quoted-printable."""
     msg = EmailMessage()
     msg["From"] = formataddr((one_line(email.from_name), ascii_domain(email.from_email)))
     msg["To"] = to
@@ -69,8 +68,7 @@ def _message(
         msg["Reply-To"] = ascii_domain(one_line(email.reply_to))
     if is_marketing(email):
         # One click in the mail client unsubscribes (a POST to the URL, RFC 8058).
-        mailto = unsubscribe_mailto(message_code) if message_code else None
-        msg["List-Unsubscribe"] = f"<{unsubscribe}>" + (f", <{mailto}>" if mailto else "")
+        msg["List-Unsubscribe"] = ", ".join(unsubscribe)
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if email.kind == Email.Kind.CAMPAIGN:
         msg["Precedence"] = "bulk"
@@ -115,8 +113,7 @@ def build_mime(email: Email, message: Message) -> bytes:
         to_header(message),
         formatdate(localtime=False),
         message.message_id(id_domain(email)),
-        unsubscribe_url(message.code),
-        message_code=message.code,
+        unsubscribe_values(message.code),
     )
     return msg.as_bytes(policy=SMTP)
 
@@ -159,10 +156,16 @@ def subject_line(subject: str) -> bytes:
     return ("Subject: " + "\r\n ".join(encoded_words) + "\r\n").encode("ascii")
 
 
-def unsubscribe_line(url: str, mailto: str | None = None) -> bytes:
-    """`List-Unsubscribe: <url>` (and `, <mailto:…>`), each on a line of its own when they
-    do not fit on the first (as the stdlib folds it: a URL cannot be broken)."""
-    values = [f"<{url}>"] + ([f"<{mailto}>"] if mailto else [])
+def unsubscribe_values(code, url: str = "") -> list[str]:
+    """The List-Unsubscribe values of a message: its page (`url`, when made already) and,
+    with an inbound domain, its mailto."""
+    mailto = unsubscribe_mailto(code)
+    return [f"<{url or unsubscribe_url(code)}>"] + ([f"<{mailto}>"] if mailto else [])
+
+
+def unsubscribe_line(values: list[str]) -> bytes:
+    """`List-Unsubscribe: <url>, <mailto:…>`, each on a line of its own when they do not
+    fit on the first (as the stdlib folds it: a URL cannot be broken)."""
     line = f"List-Unsubscribe: {', '.join(values)}\r\n"
     if len(line) > 80:
         line = "List-Unsubscribe:\r\n " + ",\r\n ".join(values) + "\r\n"
@@ -280,10 +283,12 @@ class MimeTemplate:
     def __init__(self, email: Email):
         self.email = email
         self.domain = id_domain(email)
-        self.personal = compiled(email) if email.personalised else None
+        self.personal = None
+        if email.personalised:
+            self.personal = compile_prepared(email.subject, email.html, email.text, email.links)
         self.marketing = is_marketing(email)
         raw = _message(
-            email, SLOT_TO, SLOT_DATE, SLOT_ID, SLOT_UNSUBSCRIBE, slots=bool(self.personal)
+            email, SLOT_TO, SLOT_DATE, SLOT_ID, [f"<{SLOT_UNSUBSCRIBE}>"], slots=bool(self.personal)
         )
         raw = raw.as_bytes(policy=SMTP)
         end = raw.index(b"\r\n\r\n") + 2
@@ -309,8 +314,9 @@ class MimeTemplate:
         ]
         if self.marketing:
             # The one the footer links to, when the context has it already.
-            url = (context or {}).get("unsubscribe_url") or unsubscribe_url(message.code)
-            values.append(unsubscribe_line(url, unsubscribe_mailto(message.code)))
+            # The page the footer links to, when the context has made it already.
+            url = (context or {}).get("unsubscribe_url", "")
+            values.append(unsubscribe_line(unsubscribe_values(message.code, url)))
         if self.personal:
             subject, html, text = self.personal.render_chunks(context or {})
             values.insert(1, self.subject(subject))
@@ -339,10 +345,6 @@ def split_at(raw: bytes, slots: list[str]) -> list[bytes]:
             raise AssertionError(f"the template lost its slot {slot!r}")
         parts.append(before)
     return [*parts, raw]
-
-
-def compiled(email: Email):
-    return compile_prepared(email.subject, email.html, email.text, email.links)
 
 
 # This process's templates, by Email code (an Email never changes once its messages are

@@ -35,6 +35,7 @@ from postroom.delivery.transports.base import (
     Outcome,
     Parcel,
     SenderUnavailable,
+    Transport,
 )
 from postroom.lib.emails import InvalidEmail
 
@@ -153,12 +154,12 @@ def handle_one_send_batch() -> bool:
         if capacity(sender, now) == 0:
             continue
         # A claim per connection that works now (a relay may take fewer than the pool).
-        connections = open_transports.get(sender).connections()
+        transport = open_transports.get(sender)
         token, batch = claim_batch(
-            sender, min(sender.batch_size(), BATCH_PER_CONNECTION * connections)
+            sender, min(sender.batch_size(), BATCH_PER_CONNECTION * transport.connections())
         )
         if batch:
-            send_batch(sender, token, batch)
+            send_batch(sender, token, batch, transport)
             return True
     return False
 
@@ -185,7 +186,9 @@ def skip_reasons(batch: list[Message], contacts: dict[int, dict]) -> dict[int, s
     return reasons
 
 
-def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
+def send_batch(
+    sender: Sender, token: uuid.UUID, batch: list[Message], transport: Transport
+) -> None:
     # The batch's contacts, read once: for the skip check and for personalisation.
     contacts = contacts_by_id({m.contact_id for m in batch if m.contact_id})
     outcomes: dict[int, Outcome] = {
@@ -199,7 +202,6 @@ def send_batch(sender: Sender, token: uuid.UUID, batch: list[Message]) -> None:
     signers = {}
     if sender.kind in (Sender.Kind.SMTP, Sender.Kind.MAILBOX):
         signers = signers_for(batch[0].project_id, {id_domain(m.email) for m in batch})
-    transport = open_transports.get(sender)
     unavailable = None
     try:
         transport.send_many(
@@ -323,7 +325,7 @@ def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
     )
     where = f"WHERE {table}.id = v.id AND {table}.claim = %s"
     if connection.vendor == "postgresql":
-        # Seven parameters, not seven per row: psycopg would parse thousands of placeholders
+        # Seven parameters, not seven per row: psycopg would parse thousands of %s markers
         # in a query too long for its cache (22% of a worker's CPU, bench/send.py).
         arrays = [list(column) for column in zip(*rows, strict=True)]
         unnest = ", ".join(

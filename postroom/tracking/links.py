@@ -15,14 +15,6 @@ from postroom.lib.signing import Prefix, sign
 OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
 
 
-def open_url(code: uuid.UUID) -> str:
-    return f"{settings.SITE_URL}/o/{sign(OPEN, code)}.gif"
-
-
-def click_url(code: uuid.UUID, url: str) -> str:
-    return f"{settings.SITE_URL}/c/{sign(CLICK, code, url.encode())}?u={quoted(url)}"
-
-
 def unsubscribe_url(code: uuid.UUID) -> str:
     return f"{settings.SITE_URL}/u/{sign(UNSUBSCRIBE, code)}"
 

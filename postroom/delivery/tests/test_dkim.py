@@ -18,8 +18,7 @@ from postroom.delivery import dkim
 from postroom.delivery.actions import create_dkim_key, default_sender
 from postroom.delivery.mime import MimeTemplate, build_mime
 from postroom.delivery.models import DkimKey, Email, MailboxMessage, Message
-from postroom.delivery.sending import handle_one_send_batch
-from postroom.test import BaseTestCase
+from postroom.test import BaseTestCase, drain
 
 
 def verifies(raw: bytes, record: str) -> bool:
@@ -159,8 +158,7 @@ class DkimDashboardTestCase(BaseTestCase):
         from postroom.delivery.actions import send_test_email
 
         send_test_email(self.project, self.sender, "ann@example.org", self.alice)
-        while handle_one_send_batch():
-            pass
+        drain()
         raw = bytes(MailboxMessage.objects.get().raw)
         self.assertTrue(raw.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;"))
         self.assertTrue(verifies(raw, key.dns_record))

@@ -11,14 +11,7 @@ from postroom.delivery.actions import default_sender, send_test_email
 from postroom.delivery.models import Email, MailboxMessage, Message, Sender
 from postroom.delivery.sending import claim_batch, handle_one_send_batch, requeue_due
 from postroom.delivery.tests.smtpserver import SmtpServer
-from postroom.test import BaseTestCase
-
-
-def drain() -> int:
-    steps = 0
-    while handle_one_send_batch():
-        steps += 1
-    return steps
+from postroom.test import BaseTestCase, drain
 
 
 class SendingTestCase(BaseTestCase):

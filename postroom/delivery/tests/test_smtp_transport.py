@@ -9,16 +9,10 @@ from unittest import mock
 
 from postroom.delivery.mime import MimeTemplate
 from postroom.delivery.models import Email, Message, Sender
-from postroom.delivery.sending import handle_one_send_batch
 from postroom.delivery.tests.relay import Relay
 from postroom.delivery.transports import open_transports
 from postroom.delivery.transports.smtp import data_block
-from postroom.test import BaseTestCase
-
-
-def drain() -> None:
-    while handle_one_send_batch():
-        pass
+from postroom.test import BaseTestCase, drain
 
 
 class SmtpTransportTestCase(BaseTestCase):

@@ -8,12 +8,8 @@ import re
 from email.policy import default
 from urllib.parse import parse_qs, urlsplit
 
-from postroom.campaigns import actions
-from postroom.campaigns.models import Campaign
-from postroom.delivery.actions import default_sender
 from postroom.delivery.models import MailboxMessage, Message
-from postroom.delivery.sending import handle_one_send_batch
-from postroom.test import BaseTestCase
+from postroom.test import BaseTestCase, drain
 from postroom.tracking.models import Event
 
 BODY = (
@@ -27,22 +23,10 @@ class TrackingTestCase(BaseTestCase):
     def send(self, **kw) -> tuple[Message, str, str]:
         """A one-recipient campaign through the Mailbox: its message, HTML and text."""
         self.make_contact("ann@example.com", first_name="Ann")
-        sender = default_sender(self.project)
-        fields = {"track_links": True, "track_opens": True, **kw}
-        campaign = Campaign.objects.create(
-            project=self.project,
-            name="C",
-            subject="S",
-            sender=sender,
-            from_email=sender.from_email,
-            body_format="markdown",
-            body=BODY,
-            **fields,
+        self.start_campaign(
+            body_format="markdown", body=BODY, **{"track_links": True, "track_opens": True, **kw}
         )
-        actions.start(campaign)
-        actions.start_due_campaigns()
-        while handle_one_send_batch():
-            pass
+        drain()
         copy = MailboxMessage.objects.select_related("message").get()
         parsed = email.message_from_bytes(bytes(copy.raw), policy=default)
         html = parsed.get_body(preferencelist=("html",)).get_content()

@@ -10,13 +10,10 @@ from urllib.parse import urlsplit
 
 from django.test import Client
 
-from postroom.campaigns import actions
-from postroom.campaigns.models import Campaign
 from postroom.contacts.models import Contact, Suppression
 from postroom.delivery.actions import default_sender
 from postroom.delivery.models import MailboxMessage, Message
-from postroom.delivery.sending import handle_one_send_batch
-from postroom.test import BaseTestCase
+from postroom.test import BaseTestCase, drain
 from postroom.tracking.models import Event
 
 
@@ -26,20 +23,8 @@ class UnsubscribeTestCase(BaseTestCase):
         self.project.postal_address = "1 Garden Lane, Springfield"
         self.project.save()
         self.ann = self.make_contact("ann@example.com", first_name="Ann")
-        sender = default_sender(self.project)
-        campaign = Campaign.objects.create(
-            project=self.project,
-            name="C",
-            subject="S",
-            sender=sender,
-            from_email=sender.from_email,
-            body_format="markdown",
-            body="Hello",
-        )
-        actions.start(campaign)
-        actions.start_due_campaigns()
-        while handle_one_send_batch():
-            pass
+        self.start_campaign(body_format="markdown")
+        drain()
         copy = MailboxMessage.objects.select_related("message").get()
         self.message = copy.message
         self.mail = email.message_from_bytes(bytes(copy.raw), policy=default)
@@ -95,8 +80,7 @@ class UnsubscribeTestCase(BaseTestCase):
         """Ask on the preference page; the link arrives by mail, to the contact's address."""
         r = self.outside.post(self.url + "/preferences", {"action": action})
         self.assertContains(r, "We sent a link to ann@example.com")
-        while handle_one_send_batch():
-            pass
+        drain()
         kept = MailboxMessage.objects.filter(message__email__kind="transactional").latest("id")
         self.assertEqual(kept.message.to_email, "ann@example.com")
         body = email.message_from_bytes(bytes(kept.raw), policy=default).get_content()
@@ -126,17 +110,7 @@ class UnsubscribeTestCase(BaseTestCase):
     def test_deleting_asks_again_then_erases_and_stops_queued_mail(self) -> None:
         link = self.confirmation_link("delete")
         # A second campaign is queued for Ann when she confirms.
-        sender = default_sender(self.project)
-        later = Campaign.objects.create(
-            project=self.project,
-            name="Later",
-            subject="Later",
-            sender=sender,
-            from_email=sender.from_email,
-            body="Later",
-        )
-        actions.start(later)
-        actions.start_due_campaigns()
+        later = self.start_campaign(name="Later", subject="Later", body="Later")
         self.assertContains(self.outside.get(link), "Delete your data?")
         self.assertTrue(Contact.objects.filter(email="ann@example.com").exists())
         r = self.outside.post(link)
@@ -145,8 +119,7 @@ class UnsubscribeTestCase(BaseTestCase):
         self.assertFalse(Message.objects.filter(to_email="ann@example.com").exists())
         self.assertEqual(Message.objects.get(email__campaign=later).state, Message.State.CANCELLED)
         self.assertFalse(Event.objects.filter(contact__isnull=False).exists())
-        while handle_one_send_batch():
-            pass
+        drain()
         self.assertFalse(MailboxMessage.objects.filter(message__email__campaign=later).exists())
 
     def test_an_address_without_a_contact_is_suppressed(self) -> None:
@@ -160,8 +133,7 @@ class UnsubscribeTestCase(BaseTestCase):
         from postroom.delivery.actions import send_test_email
 
         send_test_email(self.project, default_sender(self.project), "bob@example.com", None)
-        while handle_one_send_batch():
-            pass
+        drain()
         raw = MailboxMessage.objects.get(message__to_email="bob@example.com").raw
         parsed = email.message_from_bytes(bytes(raw), policy=default)
         self.assertIsNone(parsed["List-Unsubscribe"])
@@ -174,20 +146,9 @@ class UnsubscribeByMailTestCase(BaseTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.ann = self.make_contact("ann@example.com")
-        sender = default_sender(self.project)
-        campaign = Campaign.objects.create(
-            project=self.project,
-            name="C",
-            subject="S",
-            sender=sender,
-            from_email=sender.from_email,
-            body="Hello",
-        )
         with self.settings(INBOUND_DOMAIN="inbound.example.com"):
-            actions.start(campaign)
-            actions.start_due_campaigns()
-            while handle_one_send_batch():
-                pass
+            self.start_campaign()
+            drain()
         raw = bytes(MailboxMessage.objects.get().raw)
         self.header = email.message_from_bytes(raw, policy=default)["List-Unsubscribe"]
 
