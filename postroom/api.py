@@ -13,8 +13,11 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from postroom.accounts.api import router as accounts_router
+from postroom.campaigns.api import campaigns_router
 from postroom.contacts.api import contacts_router, segments_router
-from postroom.lib.apierrors import ApiError
+from postroom.content.api import templates_router
+from postroom.lib.apierrors import ApiError, error_body
+from postroom.tracking.api import router as tracking_router
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +33,15 @@ api = NinjaAPI(
 api.add_router("/v1/", accounts_router)
 api.add_router("/v1/contacts", contacts_router)
 api.add_router("/v1/segments", segments_router)
-
-CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    422: "invalid",
-    429: "rate_limited",
-}
+api.add_router("/v1/campaigns", campaigns_router)
+api.add_router("/v1/templates", templates_router)
+api.add_router("/v1/", tracking_router)
 
 
 def error_response(
     request: HttpRequest, status: int, message: str, errors: list | None = None
 ) -> HttpResponse:
-    body = {
-        "success": False,
-        "code": CODES.get(status, "error"),
-        "message": message,
-        "errors": errors or [],
-    }
-    return api.create_response(request, body, status=status)
+    return api.create_response(request, error_body(status, message, errors), status=status)
 
 
 @api.exception_handler(ApiError)

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "postroom.accounts.middleware.ApiGuardMiddleware",
 ]
 
 ROOT_URLCONF = "postroom.urls"
@@ -132,6 +133,13 @@ LOGIN_THROTTLE_PER_EMAIL_AND_IP = envint("LOGIN_THROTTLE_PER_EMAIL_AND_IP", 5)
 LOGIN_THROTTLE_PER_IP = envint("LOGIN_THROTTLE_PER_IP", 30)
 LOGIN_THROTTLE_PER_EMAIL = envint("LOGIN_THROTTLE_PER_EMAIL", 50)
 LOGIN_THROTTLE_WINDOW = envint("LOGIN_THROTTLE_WINDOW", 900)
+
+# API rate limits (accounts.middleware), counted in the database so every web process sees
+# the same count: requests per secret key, and per public key and client address (browsers
+# calling track), in each window of API_RATE_WINDOW seconds. 0 turns a limit off.
+API_RATE_WINDOW = envint("POSTROOM_API_RATE_WINDOW", 60)
+API_RATE_LIMIT = envint("POSTROOM_API_RATE_LIMIT", 120_000)
+API_RATE_LIMIT_PUBLIC = envint("POSTROOM_API_RATE_LIMIT_PUBLIC", 600)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")

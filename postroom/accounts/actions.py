@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import secrets
 import smtplib
+import time
+from dataclasses import dataclass
 from datetime import timedelta as td
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from postroom.accounts.models import (
     ApiKey,
+    ApiRateWindow,
+    IdempotentRequest,
     Invitation,
     LoginFailure,
     Membership,
@@ -143,4 +148,68 @@ def prune_login_failures() -> int:
     """Forget failures older than the throttle window. Run by the worker."""
     since = timezone.now() - td(seconds=settings.LOGIN_THROTTLE_WINDOW)
     deleted, _ = LoginFailure.objects.filter(at__lt=since).delete()
+    return deleted
+
+
+# --- API rate limits and idempotency (accounts.middleware) ---------------------------------
+
+
+@dataclass(frozen=True)
+class RateCount:
+    limit: int
+    hits: int
+    reset_in: int  # seconds until the window ends
+
+    @property
+    def exceeded(self) -> bool:
+        return self.hits > self.limit
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.hits)
+
+
+def count_api_request(bucket: str, limit: int, now: float | None = None) -> RateCount:
+    """Count one request in `bucket`'s current window: one upsert, the same for every web
+    process (SQLite 3.35+ and PostgreSQL both take ON CONFLICT … RETURNING)."""
+    now = time.time() if now is None else now
+    size = settings.API_RATE_WINDOW
+    window = int(now // size) * size
+    table = ApiRateWindow._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (bucket, window_start, hits) VALUES (%s, %s, 1) "  # noqa: S608
+        f"ON CONFLICT (bucket, window_start) DO UPDATE SET hits = {table}.hits + 1 RETURNING hits"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [bucket[:100], window])
+        (hits,) = cursor.fetchone()
+    return RateCount(limit, hits, max(1, int(window + size - now)))
+
+
+def claim_idempotency_key(
+    project: Project, key: str, fingerprint: str
+) -> tuple[IdempotentRequest, bool]:
+    """The request already made with `key` in the last day, or a new pending one (True)."""
+    fresh_after = timezone.now() - IdempotentRequest.KEEP
+    IdempotentRequest.objects.filter(project=project, key=key, created_at__lt=fresh_after).delete()
+    try:
+        with transaction.atomic():
+            return IdempotentRequest.objects.create(
+                project=project, key=key, fingerprint=fingerprint
+            ), True
+    except IntegrityError:
+        return IdempotentRequest.objects.get(project=project, key=key), False
+
+
+def prune_api_records() -> int:
+    """Forget rate windows over an hour old and idempotency keys over a day old. Run by the
+    worker, a few thousand rows at a time."""
+    old_window = time.time() - max(3600, 2 * settings.API_RATE_WINDOW)
+    deleted = 0
+    for model, old in (
+        (ApiRateWindow, Q(window_start__lt=old_window)),
+        (IdempotentRequest, Q(created_at__lt=timezone.now() - IdempotentRequest.KEEP)),
+    ):
+        ids = list(model.objects.filter(old).values_list("id", flat=True)[:5000])
+        deleted += model.objects.filter(id__in=ids).delete()[0]
     return deleted

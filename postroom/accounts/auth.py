@@ -2,9 +2,13 @@
 
 Secret keys (`sk_...`) open every endpoint of their project. The project's public key
 (`pk_...`) is safe to ship in a browser and opens only the endpoints that say so (track).
+The key is looked up once per request (resolve_key), by the rate limit and idempotency
+middleware and by the endpoint's auth alike.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.http import HttpRequest
 from ninja.errors import HttpError
@@ -13,36 +17,66 @@ from ninja.security import HttpBearer
 from postroom.accounts.models import ApiKey, Project, hash_key
 
 
+@dataclass(frozen=True)
+class ResolvedKey:
+    project: Project
+    api_key: ApiKey | None  # None for the public key
+    token_hash: str
+
+    @property
+    def is_public(self) -> bool:
+        return self.api_key is None
+
+
+def bearer_token(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def resolve_key(request: HttpRequest) -> ResolvedKey | None:
+    """The project and key of the request's bearer token, or None for a missing, unknown or
+    revoked one. Cached on the request."""
+    if hasattr(request, "_resolved_key"):
+        return request._resolved_key
+    token = bearer_token(request)
+    resolved = None
+    if token.startswith("pk_"):
+        project = Project.objects.filter(public_key=token).first()
+        if project is not None:
+            resolved = ResolvedKey(project, None, hash_key(token))
+    elif token.startswith("sk_"):
+        token_hash = hash_key(token)
+        key = (
+            ApiKey.objects.select_related("project")
+            .filter(key_hash=token_hash, revoked_at=None)
+            .first()
+        )
+        if key is not None:
+            key.touch()
+            resolved = ResolvedKey(key.project, key, token_hash)
+    request._resolved_key = resolved
+    return resolved
+
+
 class SecretKeyAuth(HttpBearer):
-    """request.auth becomes the key's Project; request.api_key the ApiKey."""
+    """request.auth becomes the key's Project; request.api_key the ApiKey (None for the
+    public key)."""
 
     allow_public = False
 
     def authenticate(self, request: HttpRequest, token: str) -> Project | None:
-        if token.startswith("pk_"):
-            if not self.allow_public:
-                if Project.objects.filter(public_key=token).exists():
-                    raise HttpError(
-                        403,
-                        "This endpoint needs a secret key (sk_...). The public key (pk_...) "
-                        "only works for track.",
-                    )
-                return None
-            project = Project.objects.filter(public_key=token).first()
-            request.api_key = None
-            return project
-        if not token.startswith("sk_"):
+        resolved = resolve_key(request)
+        if resolved is None:
             return None
-        key = (
-            ApiKey.objects.select_related("project")
-            .filter(key_hash=hash_key(token), revoked_at=None)
-            .first()
-        )
-        if key is None:
-            return None
-        key.touch()
-        request.api_key = key
-        return key.project
+        if resolved.is_public and not self.allow_public:
+            raise HttpError(
+                403,
+                "This endpoint needs a secret key (sk_...). The public key (pk_...) "
+                "only works for track and contacts/count.",
+            )
+        request.api_key = resolved.api_key
+        return resolved.project
 
 
 class PublicOrSecretKeyAuth(SecretKeyAuth):

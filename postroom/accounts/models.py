@@ -173,3 +173,55 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed login for {self.email}"
+
+
+class ApiRateWindow(models.Model):
+    """Requests counted for one API key (or, for the public key, one key and client address)
+    in one fixed window of time: the rate limit every web process sees alike
+    (accounts.middleware). Old windows are pruned by the worker."""
+
+    bucket = models.CharField(max_length=100)
+    window_start = models.BigIntegerField()  # seconds since the epoch
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target; its index serves the count.
+            models.UniqueConstraint(fields=["bucket", "window_start"], name="accounts_rate_bucket")
+        ]
+        indexes = [
+            # accounts.actions.prune_api_records: windows long gone.
+            models.Index(fields=["window_start"], name="accounts_rate_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket}@{self.window_start}: {self.hits}"
+
+
+class IdempotentRequest(models.Model):
+    """A POST made with an Idempotency-Key: the first answer is kept for a day and given
+    again to a retry of the same request (accounts.middleware)."""
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and body: a reuse of the key for another request is a 409.
+    fingerprint = models.CharField(max_length=64)
+    # Null while the first request is still running.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.BinaryField(default=b"")
+    content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    KEEP = td(hours=24)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="accounts_idempotency_key")
+        ]
+        indexes = [
+            # accounts.actions.prune_api_records: keys older than KEEP.
+            models.Index(fields=["created_at"], name="accounts_idempotency_age"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -282,6 +282,71 @@ def update_contact(
     if changes.tags is not None:
         set_tags(contact, clean_tag_names(changes.tags))
     return contact
+
+
+@dataclass
+class Upsert:
+    """What the API's track and send know about a contact they may create (upsert_contact).
+    `subscribed` None leaves an existing contact's status as it is."""
+
+    subscribed: bool | None = None
+    subscribed_if_new: bool = True
+    first_name: str | None = None
+    last_name: str | None = None
+    data: dict = field(default_factory=dict)  # key -> value, None removes the key
+    how: str = "the API"
+    consent_ip: str | None = None
+
+
+def upsert_contact(project: Project, email: str, upsert: Upsert) -> tuple[Contact, bool]:
+    """The project's contact with `email`, created if there is none (True), else changed as
+    `upsert` says; written only when something changed. Raises ContactError naming the field.
+    Two requests creating the same contact at once end with one contact."""
+    email = clean_email(email)
+    cleaned = clean_data(project, upsert.data, create_fields=True) if upsert.data else {}
+    names = {
+        name: _short(name, value)
+        for name, value in (("first_name", upsert.first_name), ("last_name", upsert.last_name))
+        if value is not None
+    }
+    contact = Contact.objects.filter(project=project, email=email).first()
+    if contact is None:
+        subscribed = upsert.subscribed_if_new if upsert.subscribed is None else upsert.subscribed
+        now = timezone.now()
+        contact = Contact(project=project, email=email, data=_merge_data({}, cleaned), **names)
+        contact.created_at = contact.updated_at = now
+        if subscribed:
+            contact.consent_at, contact.consent_source = now, ConsentSource.API
+            contact.consent_ip = upsert.consent_ip
+        else:
+            contact.status, contact.status_changed_at = Status.UNSUBSCRIBED, now
+            contact.status_reason = f"Never subscribed: added by {upsert.how}"[:200]
+        try:
+            with transaction.atomic():
+                contact.save()
+            return contact, True
+        except IntegrityError:  # created by a request running beside this one
+            contact = Contact.objects.get(project=project, email=email)
+    _apply_upsert(contact, upsert, names, cleaned)
+    return contact, False
+
+
+def _apply_upsert(contact: Contact, upsert: Upsert, names: dict, cleaned: dict) -> None:
+    before = (contact.status, contact.first_name, contact.last_name, contact.data)
+    for name, value in names.items():
+        if value:  # an empty name leaves the one we have
+            setattr(contact, name, value)
+    contact.data = _merge_data(contact.data, cleaned)
+    if upsert.subscribed is True and contact.status == Status.UNSUBSCRIBED:
+        # Bounced and complained addresses stay as they are: they are suppressed.
+        contact.set_status(Status.SUBSCRIBED, f"Subscribed through {upsert.how}")
+        contact.consent_at, contact.consent_source = timezone.now(), ConsentSource.API
+        contact.consent_ip = upsert.consent_ip
+    elif upsert.subscribed is False and contact.status == Status.SUBSCRIBED:
+        contact.set_status(Status.UNSUBSCRIBED, f"Unsubscribed through {upsert.how}")
+    if (contact.status, contact.first_name, contact.last_name, contact.data) != before:
+        contact.updated_at = timezone.now()
+        contact.save()
 
 
 def get_or_create_tags(project: Project, names: list[str]) -> list[Tag]:

@@ -1,4 +1,26 @@
+"""The API's error shape, shared by the endpoints (postroom.api) and the middleware in front
+of them (accounts.middleware):
+
+    {"success": false, "code": ..., "message": ..., "errors": [{"field": ..., "message": ...}]}
+"""
+
 from __future__ import annotations
+
+import json
+
+from django.http import HttpResponse
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    429: "rate_limited",
+}
 
 
 class ApiError(Exception):
@@ -13,3 +35,20 @@ class ApiError(Exception):
     @property
     def full_message(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def error_body(status: int, message: str, errors: list | None = None) -> dict:
+    return {
+        "success": False,
+        "code": CODES.get(status, "error"),
+        "message": message,
+        "errors": errors or [],
+    }
+
+
+def error_response(status: int, message: str, errors: list | None = None) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(error_body(status, message, errors)),
+        status=status,
+        content_type="application/json",
+    )

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from postroom.accounts.actions import prune_login_failures
+from postroom.accounts.actions import prune_api_records, prune_login_failures
 from postroom.campaigns.actions import (
     cancel_unsent_recipients,
     finish_done_campaigns,
@@ -42,6 +42,7 @@ STEPS: list[Callable[[], bool]] = [
 # Housekeeping that runs once a minute, not on every pass.
 PERIODIC: list[Callable[[], object]] = [
     prune_login_failures,
+    prune_api_records,
     check_stalled_campaigns,
 ]
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -10,7 +14,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from postroom.accounts.forms import client_ip
-from postroom.contacts.actions import suppress
+from postroom.accounts.models import Project
+from postroom.contacts.actions import ContactError, Upsert, suppress, upsert_contact
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
 from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
@@ -141,3 +146,89 @@ def send_confirmation(message: Message, what: str) -> None:
             "If it was not you, ignore this email: nothing happens.\n"
         ),
     )
+
+
+# --- track: custom events from the API (Plunk's body) ------------------------------------------
+
+# Bounds on what one event may carry, so a caller cannot grow the events table without limit.
+MAX_EVENT_DATA_KEYS = 100
+MAX_EVENT_DATA_BYTES = 16_384
+CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def field_key(name: str) -> str:
+    """Plunk's data keys as our custom field keys: firstName -> first_name, Plan -> plan."""
+    return re.sub(r"[\s-]+", "_", CAMEL_HUMP.sub(r"_\1", name.strip())).lower()
+
+
+@dataclass
+class TrackData:
+    """Plunk's `data`: each value plain (kept on the contact) or {value, persistent}; a
+    persistent null removes the field, an empty string is ignored. The event keeps every
+    value as sent."""
+
+    event: dict[str, Any]
+    upsert: Upsert
+    keys: dict[str, str]  # our field key -> the key as sent, for error messages
+
+
+def split_track_data(data: dict[str, Any]) -> TrackData:
+    if len(data) > MAX_EVENT_DATA_KEYS:
+        raise ContactError("data", f"at most {MAX_EVENT_DATA_KEYS} keys.")
+    event: dict[str, Any] = {}
+    upsert = Upsert()
+    keys: dict[str, str] = {}
+    for name, raw in data.items():
+        value, persistent = raw, True
+        if isinstance(raw, dict) and "value" in raw and set(raw) <= {"value", "persistent"}:
+            value, persistent = raw["value"], raw.get("persistent", True) is not False
+        event[name] = value
+        if not persistent or value == "":
+            continue
+        key = field_key(name)
+        if isinstance(value, dict | list):
+            raise ContactError(
+                f"data.{name}",
+                "a value kept on the contact is text, a number, a date or true/false; "
+                'send {"value": ..., "persistent": false} to keep it on the event only.',
+            )
+        keys[key] = name
+        if key in ("first_name", "last_name"):
+            setattr(upsert, key, "" if value is None else str(value))
+        else:
+            upsert.data[key] = value
+    if len(json.dumps(event, default=str)) > MAX_EVENT_DATA_BYTES:
+        raise ContactError("data", f"at most {MAX_EVENT_DATA_BYTES // 1024} KB of JSON.")
+    return TrackData(event, upsert, keys)
+
+
+@transaction.atomic
+def track(
+    project: Project,
+    name: str,
+    email: str,
+    subscribed: bool | None,
+    data: dict[str, Any],
+    ip: str | None = None,
+) -> tuple[Contact, Event]:
+    """Record the custom event `name` for the contact with `email`, created if need be
+    (subscribed unless `subscribed` is false), its persistent data saved on the contact.
+    Raises ContactError naming the field."""
+    name = name.strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise ContactError("event", "a name of 1 to 100 printable characters.")
+    parsed = split_track_data(data)
+    parsed.upsert.subscribed = subscribed
+    parsed.upsert.how = f"the track API ({name[:60]})"
+    parsed.upsert.consent_ip = ip
+    try:
+        contact, _ = upsert_contact(project, email, parsed.upsert)
+    except ContactError as e:
+        key = e.field.removeprefix("data.")
+        if e.field.startswith("data.") and key in parsed.keys:
+            raise ContactError(f"data.{parsed.keys[key]}", e.message) from None
+        raise
+    event = Event.objects.create(
+        project=project, kind=Event.Kind.CUSTOM, name=name, contact=contact, data=parsed.event
+    )
+    return contact, event

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from postroom.accounts.models import Project
+from postroom.lib.ids import uuid7
 
 
 class Event(models.Model):
@@ -23,6 +24,8 @@ class Event(models.Model):
         CUSTOM = "custom", "Custom"
 
     project = models.ForeignKey(Project, models.CASCADE, related_name="events", db_index=False)
+    # The public id (API responses): time-ordered, so the index grows at its end.
+    code = models.UUIDField(default=uuid7, unique=True, editable=False)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     name = models.CharField(max_length=100, blank=True)  # a custom event's name
     contact = models.ForeignKey(

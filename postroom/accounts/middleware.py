@@ -1,0 +1,136 @@
+"""What every API request passes before its endpoint: the per-key rate limit (with
+RateLimit-* headers, and a 429 with Retry-After past it), Idempotency-Key on POST (the first
+answer given again to a retry for a day; a reuse for another request is a 409), and CORS for
+`track` called from browsers with the public key."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from postroom.accounts.actions import RateCount, claim_idempotency_key, count_api_request
+from postroom.accounts.auth import ResolvedKey, resolve_key
+from postroom.accounts.forms import client_ip
+from postroom.lib.apierrors import error_response
+
+API_PREFIX = "/api/v1/"
+# Browsers may call these with the public key from any site (Plunk's track, from a page).
+CORS_PATHS = {"/api/v1/track"}
+IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+class ApiGuardMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        if request.method == "OPTIONS" and request.path in CORS_PATHS:
+            return cors(HttpResponse(status=204), preflight=True)
+        resolved = resolve_key(request)
+        rate = rate_count(request, resolved)
+        if rate is not None and rate.exceeded:
+            response = error_response(
+                429, f"Too many requests: at most {rate.limit} per {settings.API_RATE_WINDOW} s."
+            )
+            response["Retry-After"] = str(rate.reset_in)
+        elif resolved is not None and request.method == "POST" and idempotency_key(request):
+            response = self.once(request, resolved)
+        else:
+            response = self.get_response(request)
+        if rate is not None:
+            response["RateLimit-Limit"] = str(rate.limit)
+            response["RateLimit-Remaining"] = str(rate.remaining)
+            response["RateLimit-Reset"] = str(rate.reset_in)
+        if request.path in CORS_PATHS and resolved is not None and resolved.is_public:
+            cors(response)
+        return response
+
+    def once(self, request: HttpRequest, resolved: ResolvedKey) -> HttpResponse:
+        key = idempotency_key(request)
+        if not IDEMPOTENCY_KEY.match(key):
+            return error_response(
+                400,
+                "Idempotency-Key: 1 to 255 printable ASCII characters.",
+                [{"field": "Idempotency-Key", "message": "1 to 255 printable ASCII characters."}],
+            )
+        earlier, is_new = claim_idempotency_key(resolved.project, key, fingerprint(request))
+        if not is_new:
+            return replay(earlier, fingerprint(request))
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            earlier.delete()
+            raise
+        if response.status_code >= 500:
+            earlier.delete()  # our failure: a retry may run it again
+            return response
+        earlier.status_code = response.status_code
+        earlier.response = response.content
+        earlier.content_type = response.get("Content-Type", "")[:100]
+        earlier.save(update_fields=["status_code", "response", "content_type"])
+        return response
+
+
+def rate_count(request: HttpRequest, resolved: ResolvedKey | None) -> RateCount | None:
+    """This request counted against its key's limit; None without a valid key (the endpoint
+    answers 401) or with the limit off."""
+    if resolved is None:
+        return None
+    if resolved.is_public:
+        limit = settings.API_RATE_LIMIT_PUBLIC
+        bucket = f"p{resolved.project.id}:{client_ip(request)}"
+    else:
+        limit, bucket = settings.API_RATE_LIMIT, f"k{resolved.api_key.id}"
+    return count_api_request(bucket, limit) if limit else None
+
+
+def idempotency_key(request: HttpRequest) -> str:
+    return request.headers.get("Idempotency-Key", "")
+
+
+def fingerprint(request: HttpRequest) -> str:
+    digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
+    if request.content_type == "multipart/form-data":
+        # An upload is not read into memory here: its size stands for its content.
+        digest.update(request.headers.get("Content-Length", "").encode())
+    else:
+        digest.update(request.body)
+    return digest.hexdigest()
+
+
+def replay(earlier, this_fingerprint: str) -> HttpResponse:
+    if earlier.fingerprint != this_fingerprint:
+        return error_response(
+            409,
+            "This Idempotency-Key was used for a different request in the last 24 hours: "
+            "use a new key for a new request.",
+            [{"field": "Idempotency-Key", "message": "used for a different request"}],
+        )
+    if earlier.status_code is None:
+        return error_response(
+            409, "A request with this Idempotency-Key is still running: retry in a moment."
+        )
+    response = HttpResponse(
+        bytes(earlier.response), status=earlier.status_code, content_type=earlier.content_type
+    )
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def cors(response: HttpResponse, preflight: bool = False) -> HttpResponse:
+    response["Access-Control-Allow-Origin"] = "*"
+    if preflight:
+        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+        response["Access-Control-Max-Age"] = "86400"
+    else:
+        response["Access-Control-Expose-Headers"] = (
+            "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+        )
+    return response

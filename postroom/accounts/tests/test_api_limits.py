@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from datetime import timedelta as td
+
+from django.test import override_settings
+from django.utils import timezone
+
+from postroom.accounts.actions import prune_api_records
+from postroom.accounts.models import ApiRateWindow, IdempotentRequest
+from postroom.contacts.models import Contact
+from postroom.test import BaseTestCase
+from postroom.tracking.models import Event
+
+TRACK = {"event": "signed-up", "email": "ann@example.com"}
+
+
+class RateLimitTestCase(BaseTestCase):
+    @override_settings(API_RATE_LIMIT=3)
+    def test_it_says_what_is_left_and_refuses_past_the_limit(self) -> None:
+        remaining = [self.api("GET", "project")["RateLimit-Remaining"] for _ in range(3)]
+        self.assertEqual(remaining, ["2", "1", "0"])
+        r = self.api("GET", "project")
+        self.assertEqual(r.status_code, 429)
+        self.assertEqual(r.json()["code"], "rate_limited")
+        self.assertIn("at most 3", r.json()["message"])
+        self.assertTrue(1 <= int(r["Retry-After"]) <= 60)
+        self.assertEqual(r["RateLimit-Limit"], "3")
+
+    @override_settings(API_RATE_LIMIT=1)
+    def test_each_key_has_its_own_count(self) -> None:
+        self.assertEqual(self.api("GET", "project").status_code, 200)
+        r = self.api("GET", "project", key=self.charlies_secret_key)
+        self.assertEqual(r.status_code, 200)
+
+    @override_settings(API_RATE_LIMIT_PUBLIC=1)
+    def test_the_public_key_is_counted_per_client_address(self) -> None:
+        key = self.project.public_key
+        self.assertEqual(self.api("POST", "track", TRACK, key=key).status_code, 200)
+        self.assertEqual(self.api("POST", "track", TRACK, key=key).status_code, 429)
+        other = self.api("POST", "track", TRACK, key=key, REMOTE_ADDR="192.0.2.7")
+        self.assertEqual(other.status_code, 200)
+
+    @override_settings(API_RATE_LIMIT=0)
+    def test_a_limit_of_zero_is_off(self) -> None:
+        r = self.api("GET", "project")
+        self.assertEqual(r.status_code, 200)
+        self.assertNotIn("RateLimit-Limit", r)
+
+    def test_requests_without_a_valid_key_are_not_counted(self) -> None:
+        self.assertEqual(self.api("GET", "project", key="sk_nope").status_code, 401)
+        self.assertFalse(ApiRateWindow.objects.exists())
+
+    def test_old_windows_are_pruned(self) -> None:
+        ApiRateWindow.objects.create(bucket="k1", window_start=0, hits=5)
+        self.api("GET", "project")
+        self.assertEqual(prune_api_records(), 1)
+        self.assertEqual(ApiRateWindow.objects.count(), 1)
+
+
+class IdempotencyTestCase(BaseTestCase):
+    def track(self, body: dict, key: str = "order-17"):
+        return self.api("POST", "track", body, HTTP_IDEMPOTENCY_KEY=key)
+
+    def test_a_retry_gets_the_first_answer_and_does_nothing_again(self) -> None:
+        first = self.track(TRACK)
+        again = self.track(TRACK)
+        self.assertEqual(first.status_code, 200)
+        self.assertEqual(again.status_code, 200)
+        self.assertEqual(again.json(), first.json())
+        self.assertEqual(again["Idempotent-Replayed"], "true")
+        self.assertEqual(Event.objects.count(), 1)
+
+    def test_a_reuse_for_another_request_is_a_409(self) -> None:
+        self.track(TRACK)
+        r = self.track({**TRACK, "event": "other"})
+        self.assertEqual(r.status_code, 409)
+        self.assertEqual(r.json()["errors"][0]["field"], "Idempotency-Key")
+        self.assertEqual(Event.objects.count(), 1)
+
+    def test_a_request_still_running_is_a_409(self) -> None:
+        self.track(TRACK)
+        IdempotentRequest.objects.update(status_code=None)
+        r = self.track(TRACK)
+        self.assertEqual(r.status_code, 409)
+        self.assertIn("still running", r.json()["message"])
+
+    def test_errors_are_kept_too(self) -> None:
+        bad = {"event": "e", "email": "not an address"}
+        self.assertEqual(self.track(bad).status_code, 422)
+        self.assertEqual(self.track(bad).status_code, 422)
+        self.assertEqual(IdempotentRequest.objects.get().status_code, 422)
+
+    def test_keys_are_per_project(self) -> None:
+        self.track(TRACK)
+        r = self.api(
+            "POST", "track", TRACK, key=self.charlies_secret_key, HTTP_IDEMPOTENCY_KEY="order-17"
+        )
+        self.assertEqual(r.status_code, 200)
+        self.assertNotIn("Idempotent-Replayed", r)
+        self.assertEqual(Contact.objects.count(), 2)
+
+    def test_a_key_older_than_a_day_is_forgotten(self) -> None:
+        self.track(TRACK)
+        IdempotentRequest.objects.update(created_at=timezone.now() - td(hours=25))
+        r = self.track({**TRACK, "event": "other"})
+        self.assertEqual(r.status_code, 200)
+        self.assertEqual(Event.objects.count(), 2)
+        IdempotentRequest.objects.update(created_at=timezone.now() - td(hours=25))
+        self.assertEqual(prune_api_records(), 1)
+
+    def test_a_malformed_key_is_a_400(self) -> None:
+        r = self.track(TRACK, key="x" * 256)
+        self.assertEqual(r.status_code, 400)
+        self.assertEqual(r.json()["errors"][0]["field"], "Idempotency-Key")
+        self.assertFalse(Event.objects.exists())
+
+    def test_get_requests_ignore_the_header(self) -> None:
+        r = self.api("GET", "project", HTTP_IDEMPOTENCY_KEY="k")
+        self.assertEqual(r.status_code, 200)
+        self.assertFalse(IdempotentRequest.objects.exists())

@@ -1,0 +1,109 @@
+"""Events API.
+
+POST /api/v1/track    Plunk's track (public or secret key; CORS for the public key)
+GET  /api/v1/events   keyset pages, newest first: ?limit=&cursor=&kind=&name=&contact=
+                      &campaign=&since=&until=
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+
+from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
+from postroom.accounts.forms import client_ip
+from postroom.campaigns.models import Campaign
+from postroom.contacts.actions import ContactError
+from postroom.contacts.models import Contact
+from postroom.lib.apierrors import ApiError
+from postroom.lib.keyset import keyset_page
+from postroom.lib.scoping import get_in_project_or_404
+from postroom.tracking import actions
+from postroom.tracking.models import Event
+from postroom.tracking.schemas import EventPage, TrackIn, TrackOut
+
+router = Router(tags=["events"])
+
+
+@router.post("/track", response=TrackOut, auth=public_or_secret_key_auth)
+def track_event(request: HttpRequest, body: TrackIn) -> dict:
+    """Record a custom event for the contact with `email`, created if need be (Plunk's
+    track: `new Plunk(key, {baseUrl: "https://host/api/v1/"}).events.track(...)`)."""
+    try:
+        contact, event = actions.track(
+            request.auth, body.event, body.email, body.subscribed, body.data, client_ip(request)
+        )
+    except ContactError as e:
+        raise ApiError(422, e.message, e.field) from None
+    return {
+        "success": True,
+        "contact": str(contact.code),
+        "event": str(event.code),
+        "timestamp": event.created_at,
+    }
+
+
+class EventQuery(Schema):
+    limit: int = 50
+    cursor: str | None = None
+    kind: str = ""
+    name: str = ""
+    contact: str = ""
+    campaign: str = ""
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def event_out(event: Event) -> dict:
+    contact = event.contact
+    return {
+        "id": str(event.code),
+        "kind": event.kind,
+        "name": event.name,
+        "contact": {"id": str(contact.code), "email": contact.email} if contact else None,
+        "message": str(event.message.code) if event.message_id else None,
+        "url": event.url,
+        "data": event.data,
+        "created_at": event.created_at,
+    }
+
+
+@router.get("/events", response=EventPage, auth=secret_key_auth)
+def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
+    if not 1 <= query.limit <= 500:
+        raise ApiError(422, "must be between 1 and 500.", "limit")
+    if query.kind and query.kind not in Event.Kind.values:
+        raise ApiError(422, f"must be one of {Event.Kind.values}.", "kind")
+    events = Event.objects.filter(project=request.auth)
+    if query.kind:
+        events = events.filter(kind=query.kind)
+    if query.name:
+        events = events.filter(name=query.name)
+    if query.contact:
+        contact = get_in_project_or_404(Contact, request.auth, query.contact, "contact")
+        events = events.filter(contact=contact)
+    if query.campaign:
+        campaign = get_in_project_or_404(Campaign, request.auth, query.campaign, "campaign")
+        events = events.filter(email_id=campaign.email_id) if campaign.email_id else events.none()
+    if query.since:
+        events = events.filter(created_at__gte=query.since)
+    if query.until:
+        events = events.filter(created_at__lt=query.until)
+    events = events.select_related("contact", "message").only(
+        "id",
+        "code",
+        "kind",
+        "name",
+        "url",
+        "data",
+        "created_at",
+        "message_id",
+        "contact_id",
+        "contact__code",
+        "contact__email",
+        "message__code",
+    )
+    page = keyset_page(events, after=query.cursor, size=query.limit)
+    return {"items": [event_out(e) for e in page.items], "next_cursor": page.next_cursor}

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ninja import Field, Schema
+
+
+class TrackIn(Schema):
+    """Plunk's body: `data` values are plain (kept on the contact) or
+    {"value": ..., "persistent": false} (kept on the event only)."""
+
+    event: str = Field(max_length=100)
+    email: str = Field(max_length=254)
+    subscribed: bool | None = None
+    data: dict[str, Any] = {}
+
+
+class TrackOut(Schema):
+    success: bool
+    contact: str
+    event: str
+    timestamp: dt.datetime
+
+
+class EventContactOut(Schema):
+    id: str
+    email: str
+
+
+class EventOut(Schema):
+    id: str
+    kind: str
+    name: str
+    contact: EventContactOut | None
+    message: str | None
+    url: str
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+class EventPage(Schema):
+    items: list[EventOut]
+    next_cursor: str | None
