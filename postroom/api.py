@@ -16,6 +16,8 @@ from postroom.accounts.api import router as accounts_router
 from postroom.campaigns.api import campaigns_router
 from postroom.contacts.api import contacts_router, segments_router
 from postroom.content.api import templates_router
+from postroom.delivery.api import router as delivery_router
+from postroom.delivery.api import senders_router
 from postroom.lib.apierrors import ApiError, error_body
 from postroom.tracking.api import router as tracking_router
 
@@ -36,6 +38,8 @@ api.add_router("/v1/segments", segments_router)
 api.add_router("/v1/campaigns", campaigns_router)
 api.add_router("/v1/templates", templates_router)
 api.add_router("/v1/", tracking_router)
+api.add_router("/v1/", delivery_router)
+api.add_router("/v1/senders", senders_router)
 
 
 def error_response(

@@ -3,7 +3,8 @@ methods of any object passed in. For a batch of messages: one query for the cont
 for their tags.
 
     contact  email, first_name, last_name, name, status, tags (names), data (custom fields), id
-    data     the event's or the API call's data (Message.data)
+    data     the event's or the API call's data (Message.data); also each key by its bare
+             name where it is free, as Plunk's templates read it
     project  name, postal_address
     unsubscribe_url, preferences_url  this message's own (signed) pages
     _message the message's code, which its tracked links and unsubscribe links are signed for
@@ -64,9 +65,11 @@ def recipient_contexts(
         contact = contacts.get(m.contact_id) or contact_context(
             {"email": m.to_email, "first_name": m.to_name}, []
         )
+        data = dict(m.data or {})
         contexts[m.id] = {
+            **top_level(data),
             "contact": contact,
-            "data": dict(m.data or {}),
+            "data": data,
             "project": project,
             "unsubscribe_url": unsubscribe_url(m.code),
             "preferences_url": preferences_url(m.code),
@@ -74,6 +77,35 @@ def recipient_contexts(
             "_message": m.code.hex,
         }
     return contexts
+
+
+def top_level(data: dict[str, Any]) -> dict[str, Any]:
+    """The send API's data also by bare name, as Plunk's templates read it ({{ name }}),
+    where the name is free: ours (contact, data, …) and _-names win."""
+    return {
+        key: value
+        for key, value in data.items()
+        if key.isidentifier() and not key.startswith("_") and key not in RESERVED_NAMES
+    }
+
+
+# The context's own names and the sandbox's globals (content.sandbox), which a value of the
+# same name would hide.
+RESERVED_NAMES = {
+    "contact",
+    "data",
+    "project",
+    "unsubscribe_url",
+    "preferences_url",
+    "tracked",
+    "open_pixel",
+    "range",
+    "dict",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "namespace",
+}
 
 
 def project_context(project: Project) -> dict[str, str]:

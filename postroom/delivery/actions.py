@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import binascii
+import json
+import mimetypes
+import re
+from base64 import b64decode, b64encode
+from dataclasses import dataclass, field
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from postroom.accounts.models import Project, User
+from postroom.contacts.actions import Upsert, upsert_contact
+from postroom.content.actions import check_content
+from postroom.content.models import Template
+from postroom.content.render import HTML, Source, prepare
+from postroom.content.sandbox import TemplateProblem
 from postroom.delivery import dkim, dnscheck
+from postroom.delivery.mime import HEADER_NAME
 from postroom.delivery.models import DkimKey, Email, Message, Sender
 from postroom.delivery.transports import transport_for
 from postroom.delivery.transports.base import SenderUnavailable
@@ -194,3 +208,230 @@ def signers_for(project_id: int, domains: set[str]) -> dict[str, dkim.Signer]:
 
 
 SIGNERS: dict[tuple, dkim.Signer] = {}
+
+
+# --- transactional sends (the send API, Plunk's body) ------------------------------------------
+
+MAX_RECIPIENTS = 100
+MAX_ATTACHMENTS = 10
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # all of a send's files together, decoded
+MAX_DATA_BYTES = 32_768
+MAX_HEADERS = 20
+CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+# Headers Postroom writes itself: a caller may not set or repeat them.
+OUR_HEADERS = {
+    "bcc",
+    "cc",
+    "content-disposition",
+    "content-transfer-encoding",
+    "content-type",
+    "date",
+    "dkim-signature",
+    "from",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "message-id",
+    "mime-version",
+    "received",
+    "reply-to",
+    "return-path",
+    "sender",
+    "subject",
+    "to",
+}
+
+
+@dataclass
+class Recipient:
+    email: str
+    name: str = ""
+
+
+@dataclass
+class Transactional:
+    """One send: what the API's POST /send asks for, in our terms."""
+
+    to: list[Recipient]
+    subject: str
+    body: str = ""
+    format: str = HTML  # html, markdown or text
+    template: Template | None = None
+    sender: Sender | None = None
+    from_email: str = ""
+    from_name: str | None = None
+    reply_to: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    attachments: list[dict] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    subscribed: bool = False
+    skip_unsubscribed: bool = False
+    track_opens: bool = True
+    track_links: bool = True
+
+
+def clean_recipients(recipients: list[Recipient]) -> list[Recipient]:
+    if not 1 <= len(recipients) <= MAX_RECIPIENTS:
+        raise DeliveryError("to", f"name 1 to {MAX_RECIPIENTS} recipients.")
+    cleaned: dict[str, Recipient] = {}
+    for i, recipient in enumerate(recipients):
+        where = "to" if len(recipients) == 1 else f"to.{i}"
+        try:
+            address = normalise_email(recipient.email)
+        except InvalidEmail as e:
+            raise DeliveryError(where, str(e)) from None
+        if any(c in recipient.name for c in "\r\n") or len(recipient.name) > 100:
+            raise DeliveryError(where, "a name is one line of at most 100 characters.")
+        cleaned.setdefault(address, Recipient(address, recipient.name.strip()))
+    return list(cleaned.values())
+
+
+def clean_headers(headers: dict[str, str]) -> dict[str, str]:
+    if len(headers) > MAX_HEADERS:
+        raise DeliveryError("headers", f"at most {MAX_HEADERS} headers.")
+    for name, value in headers.items():
+        if not HEADER_NAME.match(name):
+            raise DeliveryError(f"headers.{name}", "a header name is letters, digits and -.")
+        if name.lower() in OUR_HEADERS:
+            raise DeliveryError(f"headers.{name}", "Postroom sets this header itself.")
+        if any(c in value for c in "\r\n\0") or len(value) > 900:
+            raise DeliveryError(f"headers.{name}", "a value is one line, at most 900 characters.")
+    return dict(headers)
+
+
+def clean_attachments(attachments: list[dict]) -> list[dict]:
+    """Each {filename, content (base64), content_type}, checked and decoded once to count
+    its size; kept as base64 on the Email."""
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise DeliveryError("attachments", f"at most {MAX_ATTACHMENTS} files.")
+    total, cleaned = 0, []
+    for i, attachment in enumerate(attachments):
+        where = f"attachments.{i}"
+        filename = (attachment.get("filename") or "").strip()
+        if not filename or len(filename) > 255 or not filename.isprintable() or "/" in filename:
+            raise DeliveryError(f"{where}.filename", "a file name of 1 to 255 characters, no /.")
+        try:
+            content = b64decode(attachment.get("content") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise DeliveryError(f"{where}.content", "must be base64.") from None
+        total += len(content)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise DeliveryError("attachments", "at most 10 MB of files in all.")
+        content_type = (attachment.get("content_type") or "").strip().lower()
+        if not content_type:
+            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        if not CONTENT_TYPE.match(content_type):
+            raise DeliveryError(f"{where}.content_type", "a MIME type such as application/pdf.")
+        cleaned.append(
+            {
+                "filename": filename,
+                "content_type": content_type,
+                "content": b64encode(content).decode(),
+            }
+        )
+    return cleaned
+
+
+def transactional_source(send: Transactional) -> Source:
+    """The body in the chosen template: the template alone when no body is given, the body
+    in its {{ content }} slot when the template is a layout."""
+    template, body, body_format, layout, layout_format, text = (
+        send.template,
+        send.body,
+        send.format,
+        "",
+        HTML,
+        "",
+    )
+    if template is not None and not body:
+        body, body_format, text = template.source, template.format, template.text
+    elif template is not None:
+        if not template.is_layout:
+            raise DeliveryError(
+                "template", "this template has no {{ content }} slot: send no body with it."
+            )
+        layout, layout_format = template.source, template.format
+    if not body.strip():
+        raise DeliveryError("body", "write a body, or name a template.")
+    return Source(
+        body=body,
+        format=body_format,
+        layout=layout,
+        layout_format=layout_format,
+        text=text,
+        subject=send.subject,
+        track_links=send.track_links,
+        track_opens=send.track_opens,
+    )
+
+
+def transactional_email(project: Project, send: Transactional) -> Email:
+    sender = send.sender or default_sender(project)
+    from_email = check_from(sender, send.from_email) if send.from_email else sender.from_email
+    reply_to = ""
+    if send.reply_to:
+        try:
+            reply_to = normalise_sender_email(send.reply_to)
+        except InvalidEmail as e:
+            raise DeliveryError("reply", str(e)) from None
+    source = transactional_source(send)
+    if not send.subject.strip() or any(c in send.subject for c in "\r\n"):
+        raise DeliveryError("subject", "one line, not empty.")
+    try:
+        check_content(project, source)
+        prepared = prepare(source)
+    except TemplateProblem as e:
+        # The request's field the problem is in: the template's source, or the body.
+        written = "template" if send.template and not send.body else "body"
+        part = (e.part or "body").lower().split()[0]
+        where = {"subject": "subject", "layout": "template"}.get(part, written)
+        raise DeliveryError(where, str(e)) from None
+    if len(json.dumps(send.data, default=str)) > MAX_DATA_BYTES:
+        raise DeliveryError("data", f"at most {MAX_DATA_BYTES // 1024} KB of JSON.")
+    return Email(
+        project=project,
+        kind=Email.Kind.TRANSACTIONAL,
+        sender=sender,
+        from_email=from_email,
+        from_name=one_line(sender.from_name if send.from_name is None else send.from_name)[:100],
+        reply_to=reply_to,
+        subject=send.subject.strip(),
+        html=prepared.html,
+        text=prepared.text,
+        links=prepared.links,
+        personalised=True,
+        headers=clean_headers(send.headers),
+        attachments=clean_attachments(send.attachments),
+        skip_unsubscribed=send.skip_unsubscribed,
+    )
+
+
+@transaction.atomic
+def send_transactional(project: Project, send: Transactional) -> list[Message]:
+    """Queue one personalised Email to each recipient, ahead of automation and campaign mail.
+    Every recipient becomes a contact (not subscribed to marketing mail unless `subscribed`).
+    Raises DeliveryError or ContactError naming the field; queues nothing then."""
+    recipients = clean_recipients(send.to)
+    email = transactional_email(project, send)
+    email.save()
+    upsert = Upsert(
+        subscribed=True if send.subscribed else None,
+        subscribed_if_new=send.subscribed,
+        how="a transactional send",
+    )
+    messages = []
+    for recipient in recipients:
+        contact, _ = upsert_contact(project, recipient.email, upsert)
+        messages.append(
+            Message(
+                project=project,
+                email=email,
+                sender=email.sender,
+                contact=contact,
+                to_email=recipient.email,
+                to_name=recipient.name or contact.full_name,
+                data=send.data,
+                priority=Message.Priority.TRANSACTIONAL,
+            )
+        )
+    Message.objects.bulk_create(messages)
+    return messages

@@ -11,7 +11,7 @@ policy (tests/test_mime.py holds the two to the same output).
 from __future__ import annotations
 
 import re
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from binascii import b2a_qp
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -81,10 +81,19 @@ def _message(
         msg.set_content(SLOT_TEXT + "\n", cte="quoted-printable")
         if email.html:
             msg.add_alternative(SLOT_HTML + "\n", subtype="html", cte="quoted-printable")
-        return msg
-    msg.set_content(email.text or "")
-    if email.html:
-        msg.add_alternative(email.html, subtype="html")
+    else:
+        msg.set_content(email.text or "")
+        if email.html:
+            msg.add_alternative(email.html, subtype="html")
+    # Attachments make it multipart/mixed; base64 never holds a slot marker's "-".
+    for attachment in email.attachments or []:
+        maintype, _, subtype = attachment["content_type"].partition("/")
+        msg.add_attachment(
+            b64decode(attachment["content"]),
+            maintype=maintype,
+            subtype=subtype,
+            filename=one_line(attachment["filename"]),
+        )
     return msg
 
 

@@ -165,6 +165,12 @@ class Email(models.Model):
     personalised = models.BooleanField(default=False)
     # The tracked links of a personalised Email, in order: its templates read _link0, …
     links = models.JSONField(default=list, blank=True)
+    # Files sent with every recipient's copy (the send API): a list of
+    # {"filename", "content_type", "content" (base64)}, bounded by delivery.actions.
+    attachments = models.JSONField(default=list, blank=True)
+    # Transactional mail reaches contacts who unsubscribed from marketing mail, unless its
+    # sender asked otherwise (delivery.sending.skip_reasons).
+    skip_unsubscribed = models.BooleanField(default=False)
     # A paused campaign holds its Email: the send loop claims none of its messages.
     held = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)

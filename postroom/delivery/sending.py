@@ -177,8 +177,9 @@ def skip_reasons(batch: list[Message], contacts: dict[int, dict]) -> dict[int, s
     reasons = {}
     for m in batch:
         reason = suppressed.get(m.to_email)
-        is_marketing = m.priority != Message.Priority.TRANSACTIONAL
-        # Transactional mail (receipts, resets) ignores marketing unsubscribes only.
+        # Transactional mail (receipts, resets) ignores marketing unsubscribes only, unless
+        # the send asked to leave unsubscribed contacts out (Email.skip_unsubscribed).
+        is_marketing = m.priority != Message.Priority.TRANSACTIONAL or m.email.skip_unsubscribed
         if reason and (is_marketing or reason != Suppression.Reason.UNSUBSCRIBED):
             reasons[m.id] = f"Skipped: the address is suppressed ({reason.replace('_', ' ')})."
         elif is_marketing and status.get(m.contact_id, Status.SUBSCRIBED) != Status.SUBSCRIBED:
