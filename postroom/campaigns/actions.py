@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta as td
 
@@ -95,6 +96,21 @@ def count_audience(campaign: Campaign) -> AudienceCount:
 # --- lifecycle --------------------------------------------------------------------------------
 
 
+EDITABLE = [Campaign.State.DRAFT, Campaign.State.SCHEDULED]
+
+
+def save_edits(campaign: Campaign, fields: Iterable[str]) -> bool:
+    """Write an edited campaign's `fields`, only while it is still a draft or scheduled:
+    the worker may have started it since it was read, and a plain save would put it back
+    to scheduled with no ledger, to be started (and sent) twice. False if it had started."""
+    if campaign.pk is None:
+        campaign.save()
+        return True
+    campaign.updated_at = timezone.now()
+    values = {name: getattr(campaign, name) for name in {*fields, "updated_at"}}
+    return bool(Campaign.objects.filter(pk=campaign.pk, state__in=EDITABLE).update(**values))
+
+
 def start(campaign: Campaign, when=None) -> None:
     """Send now (when=None) or at `when`. The worker takes it from there: snapshotting a big
     audience takes longer than a web request should."""
@@ -110,8 +126,12 @@ def start(campaign: Campaign, when=None) -> None:
         raise CampaignError("body", str(e)) from None
     campaign.state = Campaign.State.SCHEDULED
     campaign.scheduled_at = when or timezone.now()
-    campaign.updated_at = timezone.now()
-    campaign.save(update_fields=["state", "scheduled_at", "updated_at"])
+    if not save_edits(campaign, ["state", "scheduled_at"]):
+        # A start beside this one (a second click, the worker) got there first.
+        campaign.refresh_from_db()
+        raise CampaignError(
+            "state", f"a {campaign.get_state_display().lower()} campaign cannot start."
+        )
 
 
 def draft_source(fields, layout) -> Source:

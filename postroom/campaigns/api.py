@@ -70,8 +70,6 @@ from postroom.lib.scoping import get_in_project_or_404
 campaigns_router = Router(tags=["campaigns"], auth=secret_key_auth)
 
 EDITABLE = [Campaign.State.DRAFT, Campaign.State.SCHEDULED]
-# What an edit writes: the form's fields and what its save sets.
-SAVED_FIELDS = [*CampaignForm.Meta.fields, "tags", "updated_at"]
 # The dashboard form's field names as the API calls them.
 API_FIELDS = {
     "sender": "sender_id",
@@ -238,8 +236,7 @@ def update_campaign(request: HttpRequest, campaign_id: str, body: CampaignPatch)
     campaign = _validated(campaign, body.dict(exclude_unset=True))
     # Only while still editable: the worker may have started it since it was read, and a
     # plain save would put it back to scheduled with no ledger, to be started twice.
-    values = {name: getattr(campaign, name) for name in SAVED_FIELDS}
-    if not Campaign.objects.filter(pk=campaign.pk, state__in=EDITABLE).update(**values):
+    if not actions.save_edits(campaign, CampaignForm.saved_fields()):
         campaign.refresh_from_db()
         raise _not_editable(campaign, "edited")
     return _fresh_out(campaign)

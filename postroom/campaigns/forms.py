@@ -117,6 +117,11 @@ class CampaignForm(forms.ModelForm):
             field = {"Subject": "subject", "Text": "text_body", "Layout": "layout"}
             self.add_error(field.get(e.part, "body"), str(e))
 
+    @classmethod
+    def saved_fields(cls) -> list[str]:
+        """What save() sets on the campaign (campaigns.actions.save_edits writes these)."""
+        return [*cls.Meta.fields, "tags"]
+
     def save(self, commit: bool = True) -> Campaign:
         campaign = super().save(commit=False)
         campaign.project = self.project

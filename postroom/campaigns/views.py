@@ -5,7 +5,6 @@ import csv
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from postroom.accounts.decorators import project_view
@@ -59,9 +58,10 @@ def campaign_edit(request: HttpRequest, code=None) -> HttpResponse:
     form = CampaignForm(request.POST or None, instance=campaign, project=request.project)
     if request.method == "POST" and form.is_valid():
         campaign = form.save(commit=False)
-        campaign.updated_at = timezone.now()
-        campaign.save()
-        messages.success(request, "Campaign saved.")
+        if actions.save_edits(campaign, form.saved_fields()):
+            messages.success(request, "Campaign saved.")
+        else:
+            messages.error(request, "The campaign started while you edited it: not saved.")
         return _back(request, campaign)
     return render(
         request, "campaigns/edit.html", {"form": form, "campaign": campaign if code else None}

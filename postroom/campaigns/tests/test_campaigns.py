@@ -10,6 +10,7 @@ from unittest import mock
 from django.utils import timezone
 
 from postroom.campaigns import actions
+from postroom.campaigns.actions import CampaignError
 from postroom.campaigns.models import Campaign
 from postroom.contacts.actions import suppress
 from postroom.contacts.models import Segment
@@ -430,3 +431,67 @@ class CampaignTestCase(BaseTestCase):
         run_worker()
         r = self.client.get(url, HTTP_HX_REQUEST="true")
         self.assertEqual(r["HX-Refresh"], "true")
+
+
+class StartRaceTestCase(BaseTestCase):
+    """The worker may start a campaign between the moment a page or a request read it and
+    the moment it writes: nothing may put it back to scheduled, to be started twice."""
+
+    def campaign(self):
+        sender = default_sender(self.project)
+        return Campaign.objects.create(
+            project=self.project,
+            sender=sender,
+            from_email=sender.from_email,
+            name="C",
+            subject="S",
+            body="Hello",
+        )
+
+    def test_an_edit_saved_after_the_start_is_refused(self) -> None:
+        self.make_contact("ann@example.com")
+        campaign = self.campaign()
+        stale = Campaign.objects.get(pk=campaign.pk)
+        actions.start(campaign)
+        actions.start_due_campaigns()
+        stale.subject = "Edited"
+        self.assertFalse(actions.save_edits(stale, ["subject"]))
+        campaign.refresh_from_db()
+        self.assertEqual((campaign.state, campaign.subject), ("sending", "S"))
+
+    def test_a_second_start_from_a_stale_copy_is_refused(self) -> None:
+
+        self.make_contact("ann@example.com")
+        campaign = self.campaign()
+        stale = Campaign.objects.get(pk=campaign.pk)
+        actions.start(campaign)
+        actions.start_due_campaigns()
+        with self.assertRaises(CampaignError):
+            actions.start(stale)
+        campaign.refresh_from_db()
+        self.assertEqual(campaign.state, "sending")
+        self.assertFalse(actions.start_due_campaigns())
+
+    def test_the_edit_page_says_so(self) -> None:
+
+        campaign = self.campaign()
+        self.login()
+        Campaign.objects.filter(pk=campaign.pk).update(state="sending")
+        # The page read it editable a moment ago; the POST arrives after the start.
+        with mock.patch.object(Campaign, "is_editable", return_value=True):
+            r = self.client.post(
+                self.url(f"campaigns/{campaign.code}/edit/"),
+                {
+                    "name": "New",
+                    "subject": "S2",
+                    "sender": campaign.sender_id,
+                    "from_email": campaign.from_email,
+                    "audience": "all",
+                    "body_format": "markdown",
+                    "body": "Hello",
+                },
+                follow=True,
+            )
+        self.assertContains(r, "started while you edited it")
+        campaign.refresh_from_db()
+        self.assertEqual((campaign.state, campaign.subject), ("sending", "S"))
