@@ -159,6 +159,15 @@ def clean_data(project: Project, data: Any, *, create_fields: bool) -> dict[str,
     return cleaned
 
 
+CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def field_key(name: str) -> str:
+    """A data key as sent to the API (Plunk's camelCase) as our custom field key:
+    firstName -> first_name, Plan -> plan, "sign-up date" -> sign_up_date."""
+    return re.sub(r"[\s-]+", "_", CAMEL_HUMP.sub(r"_\1", name.strip())).lower()
+
+
 # A letter, then letters, digits and single underscores: safe in JSON paths and templates.
 FIELD_KEY = re.compile(r"^[a-z](?:_?[a-z0-9])*$")
 
@@ -347,6 +356,32 @@ def _apply_upsert(contact: Contact, upsert: Upsert, names: dict, cleaned: dict) 
     if (contact.status, contact.first_name, contact.last_name, contact.data) != before:
         contact.updated_at = timezone.now()
         contact.save()
+
+
+def subscribe(contact: Contact, reason: str, consent_ip: str | None = None) -> None:
+    """Marketing mail again, with consent recorded now. A bounced or complained address
+    stays as it is: raises ContactError (it is on the suppression list for a reason)."""
+    if contact.status in (Status.BOUNCED, Status.COMPLAINED):
+        raise ContactError(
+            "status",
+            f"{contact.email} is {contact.status}: it cannot be subscribed while suppressed.",
+        )
+    if contact.status != Status.SUBSCRIBED:
+        contact.set_status(Status.SUBSCRIBED, reason)
+        contact.consent_at, contact.consent_source = timezone.now(), ConsentSource.API
+        contact.consent_ip = consent_ip
+        contact.updated_at = timezone.now()
+        contact.save()
+    Suppression.objects.filter(
+        project_id=contact.project_id, email=contact.email, reason=Suppression.Reason.UNSUBSCRIBED
+    ).delete()
+
+
+def unsubscribe(contact: Contact, reason: str) -> None:
+    if contact.status == Status.SUBSCRIBED:
+        contact.set_status(Status.UNSUBSCRIBED, reason)
+        contact.updated_at = timezone.now()
+        contact.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
 
 
 def get_or_create_tags(project: Project, names: list[str]) -> list[Tag]:

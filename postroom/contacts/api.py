@@ -1,7 +1,16 @@
-"""Contacts and segments API (secret key).
+"""Contacts and segments API (secret key). The contact endpoints take and answer Plunk's
+shapes (its fields are a subset of ours: id, email, subscribed, data, createdAt, updatedAt),
+so its clients work unchanged; data keys in camelCase become field keys (firstName ->
+first_name, which is the contact's first name).
 
-GET    /api/v1/contacts                  keyset pages: ?limit=&cursor=&q=&status=&tag=
+GET    /api/v1/contacts                  a list, newest first: ?limit=&cursor=&q=&status=&tag=;
+                                         the next page's URL in the Link header (rel="next")
+GET    /api/v1/contacts/count            {"count": N} (public key too, as Plunk's)
 POST   /api/v1/contacts                  create
+PUT    /api/v1/contacts                  Plunk's update: {id, email?, subscribed?, data?}
+DELETE /api/v1/contacts                  Plunk's delete: {id}; erases
+POST   /api/v1/contacts/subscribe        {id} or {email}
+POST   /api/v1/contacts/unsubscribe      {id} or {email}
 GET    /api/v1/contacts/{id}             one contact
 PATCH  /api/v1/contacts/{id}             change some fields (data keys merged)
 DELETE /api/v1/contacts/{id}             erase
@@ -15,26 +24,38 @@ GET    /api/v1/segments/{id}/count       {"total": N, "subscribed": M}
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Count, Q
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Query, Router, Schema
 from ninja import Status as Reply
 
-from postroom.accounts.auth import secret_key_auth
+from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
 from postroom.contacts import actions, rules
-from postroom.contacts.actions import ContactChanges, ContactError, ContactFilter, DuplicateContact
+from postroom.contacts.actions import (
+    ContactChanges,
+    ContactError,
+    ContactFilter,
+    DuplicateContact,
+    field_key,
+)
 from postroom.contacts.models import ConsentSource, Contact, Segment, Status
 from postroom.contacts.schemas import (
     ContactIn,
     ContactOut,
-    ContactPage,
     ContactPatch,
+    ContactRef,
+    ContactWriteOut,
+    CountOnlyOut,
     CountOut,
     DeletedOut,
+    PlunkContactUpdate,
     SegmentIn,
     SegmentOut,
     SegmentPatch,
+    SubscriptionOut,
 )
 from postroom.lib.apierrors import ApiError
 from postroom.lib.keyset import keyset_page
@@ -71,6 +92,9 @@ def contact_out(contact: Contact, tags: list[str] | None = None) -> dict:
         },
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
+        # Plunk's names for the same.
+        "createdAt": contact.created_at,
+        "updatedAt": contact.updated_at,
     }
 
 
@@ -79,42 +103,144 @@ def _contact_error(e: ContactError) -> ApiError:
 
 
 class ContactQuery(Schema):
-    limit: int = 50
+    limit: int = 100
     cursor: str | None = None
     q: str = ""
     status: str = ""
     tag: str = ""
 
 
-@contacts_router.get("", response=ContactPage)
-def list_contacts(request: HttpRequest, query: Query[ContactQuery]) -> dict:
-    if not 1 <= query.limit <= 500:
-        raise ApiError(422, "must be between 1 and 500.", "limit")
+def api_data(data: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Data as sent (Plunk's camelCase keys) as our field keys, and the names inside it
+    (firstName, lastName) that are the contact's own fields."""
+    fields: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        our_key = field_key(key)
+        if our_key in ("first_name", "last_name"):
+            names[our_key] = "" if value is None else str(value)
+        else:
+            fields[our_key] = value
+    return fields, names
+
+
+def status_from(status: str | None, subscribed: bool | None) -> str | None:
+    """Our status, from ours or Plunk's `subscribed` (which must agree when both come)."""
+    if subscribed is None:
+        return status
+    wanted = Status.SUBSCRIBED if subscribed else Status.UNSUBSCRIBED
+    if status is not None and status != wanted:
+        raise ApiError(422, f"says {status} but subscribed is {subscribed}.", "status")
+    return wanted
+
+
+@contacts_router.get("", response=list[ContactOut])
+def list_contacts(request: HttpRequest, query: Query[ContactQuery], response: HttpResponse):
+    """Plunk's shape (a list); pages of `limit` newest first, the next one in the Link header
+    and in X-Next-Cursor."""
+    if not 1 <= query.limit <= 1000:
+        raise ApiError(422, "must be between 1 and 1000.", "limit")
     if query.status and query.status not in Status.values:
         raise ApiError(422, f"must be one of {Status.values}.", "status")
     contact_filter = ContactFilter.from_dict(query.dict())
     qs = actions.filtered_contacts(request.auth, contact_filter).prefetch_related("tags")
     page = keyset_page(qs, after=query.cursor, size=query.limit)
-    return {"items": [contact_out(c) for c in page.items], "next_cursor": page.next_cursor}
+    if page.next_cursor:
+        params = request.GET.copy()
+        params["cursor"] = page.next_cursor
+        response["Link"] = f'<{request.build_absolute_uri("?" + params.urlencode())}>; rel="next"'
+        response["X-Next-Cursor"] = page.next_cursor
+    return [contact_out(c) for c in page.items]
 
 
-@contacts_router.post("", response={201: ContactOut})
+@contacts_router.get("/count", response=CountOnlyOut, auth=public_or_secret_key_auth)
+def count_contacts(request: HttpRequest) -> dict:
+    return {"count": Contact.objects.filter(project=request.auth).count()}
+
+
+@contacts_router.post("", response={201: ContactWriteOut})
 def create_contact(request: HttpRequest, body: ContactIn) -> Reply:
+    data, names = api_data(body.data)
     try:
         contact = actions.create_contact(
             request.auth,
             body.email,
-            first_name=body.first_name,
-            last_name=body.last_name,
-            status=body.status,
-            data=body.data,
+            first_name=body.first_name or names.get("first_name", ""),
+            last_name=body.last_name or names.get("last_name", ""),
+            status=status_from(body.status, body.subscribed) or Status.SUBSCRIBED,
+            data=data,
             tags=body.tags,
             consent_source=ConsentSource.API,
             create_fields=True,
         )
     except ContactError as e:
         raise _contact_error(e) from None
-    return Reply(201, contact_out(contact))
+    return Reply(201, {"success": True, **contact_out(contact)})
+
+
+def _change(contact: Contact, body: ContactPatch | PlunkContactUpdate) -> Contact:
+    fields = body.dict(exclude_unset=True)
+    data, names = api_data(fields.pop("data", None))
+    changes = ContactChanges(
+        email=fields.get("email"),
+        first_name=fields.get("first_name", names.get("first_name")),
+        last_name=fields.get("last_name", names.get("last_name")),
+        status=status_from(fields.get("status"), fields.get("subscribed")),
+        data=data if "data" in body.model_fields_set else None,
+        tags=fields.get("tags"),
+    )
+    if changes.status is not None:
+        changes.status_reason = "Changed through the API"
+    try:
+        return actions.update_contact(contact, changes, create_fields=True)
+    except ContactError as e:
+        raise _contact_error(e) from None
+
+
+@contacts_router.put("", response=ContactWriteOut)
+def update_contact_by_body(request: HttpRequest, body: PlunkContactUpdate) -> dict:
+    """Plunk's update: the contact's id in the body."""
+    contact = _change(_get_contact(request, body.id), body)
+    return {"success": True, **contact_out(contact)}
+
+
+@contacts_router.delete("", response=ContactWriteOut)
+def delete_contact_by_body(request: HttpRequest, body: ContactRef) -> dict:
+    """Plunk's delete: the contact's id in the body; answers with the erased contact."""
+    contact = _find_contact(request, body)
+    erased = contact_out(contact)
+    actions.erase_contact(contact)
+    return {"success": True, **erased}
+
+
+def _find_contact(request: HttpRequest, body: ContactRef) -> Contact:
+    if body.id:
+        return _get_contact(request, body.id)
+    if body.email:
+        contact = Contact.objects.filter(
+            project=request.auth, email=body.email.strip().lower()
+        ).first()
+        if contact is not None:
+            return contact
+        raise Http404("No such contact.")
+    raise ApiError(422, "send the contact's id or email.", "id")
+
+
+@contacts_router.post("/subscribe", response=SubscriptionOut)
+def subscribe_contact(request: HttpRequest, body: ContactRef) -> dict:
+    contact = _find_contact(request, body)
+    try:
+        actions.subscribe(contact, "Subscribed through the API")
+    except ContactError as e:
+        raise ApiError(409, e.message, e.field) from None
+    return {"success": True, "contact": str(contact.code), "subscribed": True}
+
+
+@contacts_router.post("/unsubscribe", response=SubscriptionOut)
+def unsubscribe_contact(request: HttpRequest, body: ContactRef) -> dict:
+    contact = _find_contact(request, body)
+    actions.unsubscribe(contact, "Unsubscribed through the API")
+    return {"success": True, "contact": str(contact.code), "subscribed": False}
 
 
 @contacts_router.get("/{contact_id}", response=ContactOut)
@@ -124,15 +250,7 @@ def get_contact(request: HttpRequest, contact_id: str) -> dict:
 
 @contacts_router.patch("/{contact_id}", response=ContactOut)
 def update_contact(request: HttpRequest, contact_id: str, body: ContactPatch) -> dict:
-    contact = _get_contact(request, contact_id)
-    changes = ContactChanges(**body.dict(exclude_unset=True))
-    if changes.status is not None:
-        changes.status_reason = "Changed through the API"
-    try:
-        actions.update_contact(contact, changes, create_fields=True)
-    except ContactError as e:
-        raise _contact_error(e) from None
-    return contact_out(contact)
+    return contact_out(_change(_get_contact(request, contact_id), body))
 
 
 @contacts_router.delete("/{contact_id}", response=DeletedOut)

@@ -8,10 +8,13 @@ from pydantic import StringConstraints
 
 
 class ContactIn(Schema):
+    """Ours, or Plunk's {email, subscribed, data}."""
+
     email: str = Field(max_length=254)
     first_name: str = ""
     last_name: str = ""
-    status: str = "subscribed"
+    status: str | None = None
+    subscribed: bool | None = None
     data: dict[str, Any] = {}
     tags: list[str] = []
 
@@ -23,8 +26,32 @@ class ContactPatch(Schema):
     first_name: str | None = None
     last_name: str | None = None
     status: str | None = None
+    subscribed: bool | None = None
     data: dict[str, Any] | None = None
     tags: list[str] | None = None
+
+
+class PlunkContactUpdate(ContactPatch):
+    """Plunk's update: the contact's id in the body."""
+
+    id: str
+
+
+class ContactRef(Schema):
+    """A contact by its id or its email address (Plunk's subscribe, unsubscribe, delete)."""
+
+    id: str | None = None
+    email: str | None = Field(None, max_length=254)
+
+
+class SubscriptionOut(Schema):
+    success: bool
+    contact: str
+    subscribed: bool
+
+
+class CountOnlyOut(Schema):
+    count: int
 
 
 class ConsentOut(Schema):
@@ -47,11 +74,12 @@ class ContactOut(Schema):
     consent: ConsentOut
     created_at: dt.datetime
     updated_at: dt.datetime
+    createdAt: dt.datetime
+    updatedAt: dt.datetime
 
 
-class ContactPage(Schema):
-    items: list[ContactOut]
-    next_cursor: str | None
+class ContactWriteOut(ContactOut):
+    success: bool
 
 
 class CountOut(Schema):

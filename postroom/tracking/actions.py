@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,13 @@ from django.utils import timezone
 
 from postroom.accounts.forms import client_ip
 from postroom.accounts.models import Project
-from postroom.contacts.actions import ContactError, Upsert, suppress, upsert_contact
+from postroom.contacts.actions import (
+    ContactError,
+    Upsert,
+    field_key,
+    suppress,
+    upsert_contact,
+)
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
 from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
@@ -153,12 +158,6 @@ def send_confirmation(message: Message, what: str) -> None:
 # Bounds on what one event may carry, so a caller cannot grow the events table without limit.
 MAX_EVENT_DATA_KEYS = 100
 MAX_EVENT_DATA_BYTES = 16_384
-CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
-
-def field_key(name: str) -> str:
-    """Plunk's data keys as our custom field keys: firstName -> first_name, Plan -> plan."""
-    return re.sub(r"[\s-]+", "_", CAMEL_HUMP.sub(r"_\1", name.strip())).lower()
 
 
 @dataclass
