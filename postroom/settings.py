@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    # Its Swagger UI files, served from here: the API docs page needs no CDN.
+    "ninja",
     "postroom.accounts",
     "postroom.contacts",
     "postroom.delivery",
