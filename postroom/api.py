@@ -14,7 +14,12 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from postroom.accounts.api import router as accounts_router
 from postroom.campaigns.api import campaigns_router
-from postroom.contacts.api import contacts_router, segments_router
+from postroom.contacts.api import (
+    contacts_router,
+    fields_router,
+    segments_router,
+    suppressions_router,
+)
 from postroom.content.api import templates_router
 from postroom.delivery.api import router as delivery_router
 from postroom.delivery.api import senders_router
@@ -35,6 +40,8 @@ api = NinjaAPI(
 api.add_router("/v1/", accounts_router)
 api.add_router("/v1/contacts", contacts_router)
 api.add_router("/v1/segments", segments_router)
+api.add_router("/v1/fields", fields_router)
+api.add_router("/v1/suppressions", suppressions_router)
 api.add_router("/v1/campaigns", campaigns_router)
 api.add_router("/v1/templates", templates_router)
 api.add_router("/v1/", tracking_router)

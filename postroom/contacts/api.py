@@ -14,6 +14,12 @@ POST   /api/v1/contacts/unsubscribe      {id} or {email}
 GET    /api/v1/contacts/{id}             one contact
 PATCH  /api/v1/contacts/{id}             change some fields (data keys merged)
 DELETE /api/v1/contacts/{id}             erase
+GET    /api/v1/fields                    the custom fields: key, label, type
+POST   /api/v1/fields                    add one {key, label?, type}
+DELETE /api/v1/fields/{key}              remove one (values on contacts are kept)
+GET    /api/v1/suppressions              keyset pages: ?limit=&cursor=&q=
+POST   /api/v1/suppressions              {email, note?}: never mail this address
+DELETE /api/v1/suppressions/{email}      mail it again
 GET    /api/v1/segments                  all segments
 POST   /api/v1/segments                  create (rules validated, errors name the rule)
 GET    /api/v1/segments/{id}             one segment
@@ -41,7 +47,14 @@ from postroom.contacts.actions import (
     DuplicateContact,
     field_key,
 )
-from postroom.contacts.models import ConsentSource, Contact, Segment, Status
+from postroom.contacts.models import (
+    ConsentSource,
+    Contact,
+    FieldDefinition,
+    Segment,
+    Status,
+    Suppression,
+)
 from postroom.contacts.schemas import (
     ContactIn,
     ContactOut,
@@ -51,17 +64,24 @@ from postroom.contacts.schemas import (
     CountOnlyOut,
     CountOut,
     DeletedOut,
+    FieldIn,
+    FieldOut,
     PlunkContactUpdate,
     SegmentIn,
     SegmentOut,
     SegmentPatch,
     SubscriptionOut,
+    SuppressionIn,
+    SuppressionOut,
+    SuppressionPage,
 )
 from postroom.lib.apierrors import ApiError
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 
 contacts_router = Router(tags=["contacts"], auth=secret_key_auth)
+fields_router = Router(tags=["contacts"], auth=secret_key_auth)
+suppressions_router = Router(tags=["contacts"], auth=secret_key_auth)
 segments_router = Router(tags=["segments"], auth=secret_key_auth)
 
 
@@ -259,6 +279,81 @@ def delete_contact(request: HttpRequest, contact_id: str) -> dict:
     code = str(contact.code)
     actions.erase_contact(contact)
     return {"success": True, "id": code}
+
+
+def field_out(definition: FieldDefinition) -> dict:
+    return {"key": definition.key, "label": definition.label, "type": definition.type}
+
+
+@fields_router.get("", response=list[FieldOut])
+def list_fields(request: HttpRequest) -> list[dict]:
+    return [field_out(f) for f in FieldDefinition.objects.filter(project=request.auth)[:1000]]
+
+
+@fields_router.post("", response={201: FieldOut})
+def create_field(request: HttpRequest, body: FieldIn) -> Reply:
+    if FieldDefinition.objects.filter(project=request.auth, key=body.key).exists():
+        raise ApiError(409, f"there is already a field {body.key!r}.", "key")
+    try:
+        definition = actions.create_field(request.auth, body.key, body.label or body.key, body.type)
+    except ContactError as e:
+        raise ApiError(422, e.message, "key" if e.field.startswith("data.") else e.field) from None
+    return Reply(201, field_out(definition))
+
+
+@fields_router.delete("/{key}", response=DeletedOut)
+def delete_field(request: HttpRequest, key: str) -> dict:
+    definition = FieldDefinition.objects.filter(project=request.auth, key=key).first()
+    if definition is None:
+        raise Http404("No such field.")
+    definition.delete()
+    return {"success": True, "id": key}
+
+
+def suppression_out(suppression: Suppression) -> dict:
+    return {
+        "email": suppression.email,
+        "reason": suppression.reason,
+        "note": suppression.note,
+        "created_at": suppression.created_at,
+    }
+
+
+class SuppressionQuery(Schema):
+    limit: int = 100
+    cursor: str | None = None
+    q: str = ""
+
+
+@suppressions_router.get("", response=SuppressionPage)
+def list_suppressions(request: HttpRequest, query: Query[SuppressionQuery]) -> dict:
+    if not 1 <= query.limit <= 1000:
+        raise ApiError(422, "must be between 1 and 1000.", "limit")
+    qs = Suppression.objects.filter(project=request.auth)
+    if query.q.strip():
+        qs = qs.filter(email__contains=query.q.strip().lower())
+    page = keyset_page(qs, after=query.cursor, size=query.limit)
+    return {"items": [suppression_out(s) for s in page.items], "next_cursor": page.next_cursor}
+
+
+@suppressions_router.post("", response={201: SuppressionOut})
+def create_suppression(request: HttpRequest, body: SuppressionIn) -> Reply:
+    try:
+        suppression = actions.suppress(request.auth, body.email, note=body.note)
+    except ContactError as e:
+        raise ApiError(422, e.message, e.field) from None
+    return Reply(201, suppression_out(suppression))
+
+
+@suppressions_router.delete("/{email}", response=DeletedOut)
+def delete_suppression(request: HttpRequest, email: str) -> dict:
+    suppression = Suppression.objects.filter(
+        project=request.auth, email=email.strip().lower()
+    ).first()
+    if suppression is None:
+        raise Http404("No such address on the suppression list.")
+    actions.unsuppress(suppression)
+    return {"success": True, "id": suppression.email}
 
 
 def segment_out(segment: Segment) -> dict:

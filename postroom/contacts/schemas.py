@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 from pydantic import StringConstraints
@@ -111,3 +111,32 @@ class SegmentOut(Schema):
 class DeletedOut(Schema):
     success: bool
     id: str
+
+
+class FieldIn(Schema):
+    key: str = Field(max_length=64, description="e.g. signup_date: lower case, digits, _")
+    label: str = Field("", max_length=100)
+    type: Literal["text", "number", "date", "boolean"] = "text"
+
+
+class FieldOut(Schema):
+    key: str
+    label: str
+    type: str
+
+
+class SuppressionIn(Schema):
+    email: str = Field(max_length=254)
+    note: str = Field("", max_length=200)
+
+
+class SuppressionOut(Schema):
+    email: str
+    reason: str
+    note: str
+    created_at: dt.datetime
+
+
+class SuppressionPage(Schema):
+    items: list[SuppressionOut]
+    next_cursor: str | None

@@ -191,3 +191,53 @@ class OddInputApiTestCase(BaseTestCase):
         for key in ("a__b", "2024", "_x", "a!"):
             r = self.api("POST", "contacts", {"email": "a@example.com", "data": {key: 1}})
             self.assertEqual(r.status_code, 422, key)
+
+
+class FieldsApiTestCase(BaseTestCase):
+    def test_it_lists_adds_and_removes_fields(self) -> None:
+        r = self.api("POST", "fields", {"key": "signup_date", "type": "date"})
+        self.assertEqual(r.status_code, 201, r.content)
+        self.assertEqual(r.json(), {"key": "signup_date", "label": "signup_date", "type": "date"})
+        self.assertEqual([f["key"] for f in self.api("GET", "fields").json()], ["signup_date"])
+        self.assertEqual(self.api("POST", "fields", {"key": "signup_date"}).status_code, 409)
+        self.assertEqual(self.api("DELETE", "fields/signup_date").status_code, 200)
+        self.assertEqual(self.api("GET", "fields").json(), [])
+        self.assertEqual(self.api("DELETE", "fields/signup_date").status_code, 404)
+
+    def test_bad_keys_and_types_are_a_422(self) -> None:
+        for body, field in [({"key": "Bad Key"}, "key"), ({"key": "a", "type": "blob"}, "type")]:
+            r = self.api("POST", "fields", body)
+            self.assertEqual(r.status_code, 422, body)
+            self.assertEqual(r.json()["errors"][0]["field"], field)
+
+    def test_another_projects_fields_are_not_seen(self) -> None:
+        FieldDefinition.objects.create(project=self.charlies_project, key="plan", label="Plan")
+        self.assertEqual(self.api("GET", "fields").json(), [])
+        self.assertEqual(self.api("DELETE", "fields/plan").status_code, 404)
+        self.assertTrue(FieldDefinition.objects.filter(key="plan").exists())
+
+
+class SuppressionsApiTestCase(BaseTestCase):
+    def test_it_adds_lists_and_removes_addresses(self) -> None:
+        r = self.api("POST", "suppressions", {"email": "Ann@Example.com", "note": "asked"})
+        self.assertEqual(r.status_code, 201, r.content)
+        self.assertEqual((r.json()["email"], r.json()["reason"]), ("ann@example.com", "manual"))
+        for i in range(3):
+            self.api("POST", "suppressions", {"email": f"u{i}@example.com"})
+        page = self.api("GET", "suppressions", {"limit": 2}).json()
+        self.assertEqual(len(page["items"]), 2)
+        rest = self.api("GET", "suppressions", {"limit": 2, "cursor": page["next_cursor"]}).json()
+        self.assertEqual(len(rest["items"]), 2)
+        self.assertEqual(len(self.api("GET", "suppressions", {"q": "ann"}).json()["items"]), 1)
+        self.assertEqual(self.api("DELETE", "suppressions/ann@example.com").status_code, 200)
+        self.assertEqual(self.api("DELETE", "suppressions/ann@example.com").status_code, 404)
+
+    def test_a_bad_address_is_a_422(self) -> None:
+        r = self.api("POST", "suppressions", {"email": "a@b.com;Ann"})
+        self.assertEqual(r.status_code, 422)
+        self.assertEqual(r.json()["errors"][0]["field"], "email")
+
+    def test_another_projects_suppressions_are_not_seen(self) -> None:
+        self.api("POST", "suppressions", {"email": "ann@example.com"}, key=self.charlies_secret_key)
+        self.assertEqual(self.api("GET", "suppressions").json()["items"], [])
+        self.assertEqual(self.api("DELETE", "suppressions/ann@example.com").status_code, 404)
