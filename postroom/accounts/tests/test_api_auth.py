@@ -10,8 +10,22 @@ SECRET_ONLY = [
     ("GET", "project"),
     ("GET", "contacts"),
     ("POST", "contacts"),
+    ("PUT", "contacts"),
+    ("DELETE", "contacts"),
+    ("POST", "contacts/subscribe"),
+    ("POST", "contacts/unsubscribe"),
+    ("GET", "fields"),
+    ("GET", "suppressions"),
     ("GET", "segments"),
     ("POST", "segments"),
+    ("POST", "send"),
+    ("GET", "messages"),
+    ("GET", "events"),
+    ("GET", "senders"),
+    ("GET", "campaigns"),
+    ("POST", "campaigns"),
+    ("GET", "templates"),
+    ("POST", "templates"),
 ]
 
 
@@ -28,9 +42,7 @@ class ApiAuthTestCase(BaseTestCase):
 
     def test_it_refuses_the_public_key_where_a_secret_key_is_needed(self) -> None:
         for method, path in SECRET_ONLY:
-            r = self.api(
-                method, path, {} if method == "POST" else None, key=self.project.public_key
-            )
+            r = self.api(method, path, {} if method != "GET" else None, key=self.project.public_key)
             self.assertEqual(r.status_code, 403, f"{method} {path}")
             self.assertIn("secret key", r.json()["message"])
 
