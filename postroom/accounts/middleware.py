@@ -43,6 +43,8 @@ class ApiGuardMiddleware:
             response = self.once(request, resolved)
         else:
             response = self.get_response(request)
+        if response.status_code == 405 and "json" not in response.get("Content-Type", ""):
+            response = method_not_allowed(request, response)
         if rate is not None:
             response["RateLimit-Limit"] = str(rate.limit)
             response["RateLimit-Remaining"] = str(rate.remaining)
@@ -121,6 +123,17 @@ def replay(earlier, this_fingerprint: str) -> HttpResponse:
     )
     response["Idempotent-Replayed"] = "true"
     return response
+
+
+def method_not_allowed(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """django-ninja answers a method a path lacks with its own page: ours is JSON."""
+    allowed = response.get("Allow", "")
+    json_response = error_response(
+        405, f"{request.method} is not allowed here" + (f"; use {allowed}." if allowed else ".")
+    )
+    if allowed:
+        json_response["Allow"] = allowed
+    return json_response
 
 
 def cors(response: HttpResponse, preflight: bool = False) -> HttpResponse:

@@ -33,7 +33,7 @@ from django.db.models import Model
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpRequest
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router
 from ninja import Status as Reply
 from ninja.errors import ValidationError
 
@@ -64,6 +64,7 @@ from postroom.delivery.actions import default_sender
 from postroom.delivery.limits import eta_seconds
 from postroom.delivery.models import Message, Sender
 from postroom.lib.apierrors import ApiError
+from postroom.lib.apiinput import InputSchema
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 
@@ -183,7 +184,7 @@ def _validated(campaign: Campaign, changes: dict[str, Any]) -> Campaign:
     return campaign
 
 
-class CampaignQuery(Schema):
+class CampaignQuery(InputSchema):
     limit: int = Field(50, ge=1, le=100)
     cursor: str | None = None
     state: str = ""
@@ -384,7 +385,7 @@ def get_campaign_stats(request: HttpRequest, campaign_id: str) -> dict:
     }
 
 
-class RecipientQuery(Schema):
+class RecipientQuery(InputSchema):
     limit: int = Field(50, ge=1, le=100)
     cursor: str | None = None
     state: str = ""

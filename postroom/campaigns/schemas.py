@@ -5,8 +5,10 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from postroom.lib.apiinput import InputSchema
 
-class CampaignIn(Schema):
+
+class CampaignIn(InputSchema):
     """A new draft. Ids are public ids: sender_id a sender's (the project's default sender
     when left out), segment_id a segment's, layout_id a template's with a {{ content }} slot."""
 
@@ -29,7 +31,7 @@ class CampaignIn(Schema):
     track_opens: bool = True
 
 
-class CampaignPatch(Schema):
+class CampaignPatch(InputSchema):
     """Fields left out stay as they are; segment_id or layout_id null removes it. A new
     sender_id without a from_email takes that sender's address."""
 
@@ -84,14 +86,14 @@ class CampaignPage(Schema):
     next_cursor: str | None
 
 
-class ScheduleIn(Schema):
+class ScheduleIn(InputSchema):
     """`at` with an offset (2030-01-02T09:00:00+01:00), or without one in `time_zone`."""
 
     at: dt.datetime
     time_zone: str = "UTC"
 
 
-class RetryIn(Schema):
+class RetryIn(InputSchema):
     state: Literal["failed", "deferred"] = "failed"
 
 
@@ -100,7 +102,7 @@ class RetryOut(Schema):
     queued: int
 
 
-class TestSendIn(Schema):
+class TestSendIn(InputSchema):
     to: list[str]
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Query, Router, Schema
+from ninja import Query, Router
 from ninja import Status as Reply
 
 from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
@@ -76,6 +76,7 @@ from postroom.contacts.schemas import (
     SuppressionPage,
 )
 from postroom.lib.apierrors import ApiError
+from postroom.lib.apiinput import InputSchema, find_unstorable
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 
@@ -122,7 +123,7 @@ def _contact_error(e: ContactError) -> ApiError:
     return ApiError(409 if isinstance(e, DuplicateContact) else 422, e.message, e.field)
 
 
-class ContactQuery(Schema):
+class ContactQuery(InputSchema):
     limit: int = 100
     cursor: str | None = None
     q: str = ""
@@ -303,7 +304,9 @@ def create_field(request: HttpRequest, body: FieldIn) -> Reply:
 
 @fields_router.delete("/{key}", response=DeletedOut)
 def delete_field(request: HttpRequest, key: str) -> dict:
-    definition = FieldDefinition.objects.filter(project=request.auth, key=key).first()
+    definition = None
+    if find_unstorable(key) is None:
+        definition = FieldDefinition.objects.filter(project=request.auth, key=key).first()
     if definition is None:
         raise Http404("No such field.")
     definition.delete()
@@ -319,7 +322,7 @@ def suppression_out(suppression: Suppression) -> dict:
     }
 
 
-class SuppressionQuery(Schema):
+class SuppressionQuery(InputSchema):
     limit: int = 100
     cursor: str | None = None
     q: str = ""
@@ -347,9 +350,11 @@ def create_suppression(request: HttpRequest, body: SuppressionIn) -> Reply:
 
 @suppressions_router.delete("/{email}", response=DeletedOut)
 def delete_suppression(request: HttpRequest, email: str) -> dict:
-    suppression = Suppression.objects.filter(
-        project=request.auth, email=email.strip().lower()
-    ).first()
+    suppression = None
+    if find_unstorable(email) is None:
+        suppression = Suppression.objects.filter(
+            project=request.auth, email=email.strip().lower()
+        ).first()
     if suppression is None:
         raise Http404("No such address on the suppression list.")
     actions.unsuppress(suppression)

@@ -6,8 +6,10 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import StringConstraints
 
+from postroom.lib.apiinput import InputSchema
 
-class ContactIn(Schema):
+
+class ContactIn(InputSchema):
     """Ours, or Plunk's {email, subscribed, data}."""
 
     email: str = Field(max_length=254)
@@ -19,7 +21,7 @@ class ContactIn(Schema):
     tags: list[str] = []
 
 
-class ContactPatch(Schema):
+class ContactPatch(InputSchema):
     """Fields left out stay as they are; data keys are merged (null removes a key)."""
 
     email: str | None = None
@@ -37,7 +39,7 @@ class PlunkContactUpdate(ContactPatch):
     id: str
 
 
-class ContactRef(Schema):
+class ContactRef(InputSchema):
     """A contact by its id or its email address (Plunk's subscribe, unsubscribe, delete)."""
 
     id: str | None = None
@@ -90,12 +92,12 @@ class CountOut(Schema):
 SegmentName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-class SegmentIn(Schema):
+class SegmentIn(InputSchema):
     name: SegmentName
     rules: dict[str, Any]
 
 
-class SegmentPatch(Schema):
+class SegmentPatch(InputSchema):
     name: SegmentName | None = None
     rules: dict[str, Any] | None = None
 
@@ -113,7 +115,7 @@ class DeletedOut(Schema):
     id: str
 
 
-class FieldIn(Schema):
+class FieldIn(InputSchema):
     key: str = Field(max_length=64, description="e.g. signup_date: lower case, digits, _")
     label: str = Field("", max_length=100)
     type: Literal["text", "number", "date", "boolean"] = "text"
@@ -125,7 +127,7 @@ class FieldOut(Schema):
     type: str
 
 
-class SuppressionIn(Schema):
+class SuppressionIn(InputSchema):
     email: str = Field(max_length=254)
     note: str = Field("", max_length=200)
 

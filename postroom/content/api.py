@@ -20,7 +20,7 @@ from django.db.models import ProtectedError
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpRequest
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router
 from ninja import Status as Reply
 from ninja.errors import ValidationError
 
@@ -42,6 +42,7 @@ from postroom.content.schemas import (
     TemplatePatch,
 )
 from postroom.lib.apierrors import ApiError
+from postroom.lib.apiinput import InputSchema
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 
@@ -84,7 +85,7 @@ def _save(template: Template, changes: dict) -> Template:
     return template
 
 
-class TemplateQuery(Schema):
+class TemplateQuery(InputSchema):
     limit: int = Field(50, ge=1, le=100)
     cursor: str | None = None
 

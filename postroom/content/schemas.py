@@ -5,8 +5,10 @@ from typing import Any
 
 from ninja import Schema
 
+from postroom.lib.apiinput import InputSchema
 
-class TemplateIn(Schema):
+
+class TemplateIn(InputSchema):
     """A template; one whose source has a {{ content }} slot is a layout for campaigns."""
 
     name: str
@@ -16,7 +18,7 @@ class TemplateIn(Schema):
     text: str = ""
 
 
-class TemplatePatch(Schema):
+class TemplatePatch(InputSchema):
     """Fields left out stay as they are."""
 
     name: str | None = None
@@ -41,7 +43,7 @@ class TemplatePage(Schema):
     next_cursor: str | None
 
 
-class PreviewIn(Schema):
+class PreviewIn(InputSchema):
     """Render for a contact of the project (a sample reader when left out), with `data`
     as an API send's data, and a subject to render beside the template."""
 

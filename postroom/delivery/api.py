@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Query, Router, Schema
+from ninja import Query, Router
 
 from postroom.accounts.auth import secret_key_auth
 from postroom.contacts.actions import ContactError
@@ -28,6 +28,7 @@ from postroom.delivery.schemas import (
     SendOut,
 )
 from postroom.lib.apierrors import ApiError
+from postroom.lib.apiinput import InputSchema
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 from postroom.tracking.models import Event
@@ -123,7 +124,7 @@ def message_out(message: Message) -> dict:
     }
 
 
-class MessageQuery(Schema):
+class MessageQuery(InputSchema):
     limit: int = 50
     cursor: str | None = None
     state: str = ""

@@ -5,20 +5,22 @@ from typing import Any, Literal
 
 from ninja import Field, Schema
 
+from postroom.lib.apiinput import InputSchema
 
-class RecipientIn(Schema):
+
+class RecipientIn(InputSchema):
     email: str = Field(max_length=254)
     name: str = Field("", max_length=100)
 
 
-class AttachmentIn(Schema):
+class AttachmentIn(InputSchema):
     filename: str = Field(max_length=255)
     content: str = Field(description="The file, base64-encoded.")
     content_type: str = Field("", max_length=100, description="Guessed from the name if left out.")
     contentType: str = Field("", max_length=100, description="Plunk's spelling of content_type.")
 
 
-class SendIn(Schema):
+class SendIn(InputSchema):
     """Plunk's body, and a few fields of ours (sender, skip_unsubscribed, track_*)."""
 
     to: str | RecipientIn | list[str | RecipientIn]

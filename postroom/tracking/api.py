@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from django.utils import timezone
+from ninja import Query, Router
 
 from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
 from postroom.accounts.forms import client_ip
@@ -18,6 +19,7 @@ from postroom.campaigns.models import Campaign
 from postroom.contacts.actions import ContactError
 from postroom.contacts.models import Contact
 from postroom.lib.apierrors import ApiError
+from postroom.lib.apiinput import InputSchema
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 from postroom.tracking import actions
@@ -45,7 +47,7 @@ def track_event(request: HttpRequest, body: TrackIn) -> dict:
     }
 
 
-class EventQuery(Schema):
+class EventQuery(InputSchema):
     limit: int = 50
     cursor: str | None = None
     kind: str = ""
@@ -70,6 +72,17 @@ def event_out(event: Event) -> dict:
     }
 
 
+def _in_utc(when: dt.datetime, field: str) -> dt.datetime:
+    """`when` in UTC (a naive one read in the default time zone, as Django would); one that
+    falls outside the years 1 to 9999 once converted is a 422, not a database error."""
+    if timezone.is_naive(when):
+        when = when.replace(tzinfo=timezone.get_default_timezone())
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:
+        raise ApiError(422, "is out of range.", field) from None
+
+
 @router.get("/events", response=EventPage, auth=secret_key_auth)
 def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
     if not 1 <= query.limit <= 500:
@@ -88,9 +101,9 @@ def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
         campaign = get_in_project_or_404(Campaign, request.auth, query.campaign, "campaign")
         events = events.filter(email_id=campaign.email_id) if campaign.email_id else events.none()
     if query.since:
-        events = events.filter(created_at__gte=query.since)
+        events = events.filter(created_at__gte=_in_utc(query.since, "since"))
     if query.until:
-        events = events.filter(created_at__lt=query.until)
+        events = events.filter(created_at__lt=_in_utc(query.until, "until"))
     events = events.select_related("contact", "message").only(
         "id",
         "code",

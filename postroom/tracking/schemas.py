@@ -5,8 +5,10 @@ from typing import Any
 
 from ninja import Field, Schema
 
+from postroom.lib.apiinput import InputSchema
 
-class TrackIn(Schema):
+
+class TrackIn(InputSchema):
     """Plunk's body: `data` values are plain (kept on the contact) or
     {"value": ..., "persistent": false} (kept on the event only)."""
 

@@ -118,3 +118,12 @@ class IdempotencyTestCase(BaseTestCase):
         r = self.api("GET", "project", HTTP_IDEMPOTENCY_KEY="k")
         self.assertEqual(r.status_code, 200)
         self.assertFalse(IdempotentRequest.objects.exists())
+
+
+class MethodNotAllowedTestCase(BaseTestCase):
+    def test_a_method_a_path_lacks_is_a_json_405_naming_the_allowed_ones(self) -> None:
+        r = self.api("PUT", "project", {})
+        self.assertEqual(r.status_code, 405)
+        self.assertEqual(r.json()["code"], "method_not_allowed")
+        self.assertIn("GET", r["Allow"])
+        self.assertIn("GET", r.json()["message"])

@@ -601,3 +601,11 @@ class CampaignsApiTestCase(BaseTestCase):
                 self.assertIn(r.status_code, (400, 422))
                 self.assertIn("message", r.json())
         self.assertFalse(Campaign.objects.exists())
+
+    def test_text_no_database_can_hold_is_a_422_naming_the_field(self) -> None:
+        # A lone surrogate went on to the database: a 500 on SQLite and PostgreSQL.
+        for field in ("name", "subject", "from_name"):
+            with self.subTest(field=field):
+                r = self.api("POST", "campaigns", {"name": "N", "subject": "S", field: "\ud800"})
+                self.assert_error(r, 422, field)
+        self.assertFalse(Campaign.objects.exists())

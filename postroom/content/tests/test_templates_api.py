@@ -248,3 +248,12 @@ class TemplatesApiTestCase(BaseTestCase):
     def test_it_requires_a_secret_key(self) -> None:
         self.assert_error(self.client.get("/api/v1/templates"), 401)
         self.assert_error(self.api("GET", "templates", key=self.project.public_key), 403)
+
+    def test_text_no_database_or_encoder_can_hold_is_a_422_naming_the_field(self) -> None:
+        # A lone surrogate went on to MRML's encoder or to the database: a 500.
+        r = self.api("POST", "templates", {"name": "N", "format": "mjml", "source": "\ud800"})
+        self.assert_error(r, 422, "source")
+        template = self.create()
+        r = self.api("PATCH", f"templates/{template['id']}", {"name": "\ud800"})
+        self.assert_error(r, 422, "name")
+        self.assertEqual(Template.objects.get().name, "Welcome")

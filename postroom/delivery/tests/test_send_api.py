@@ -183,6 +183,22 @@ class SendApiTestCase(BaseTestCase):
         self.assertEqual(r.status_code, 403)
         self.assertFalse(Message.objects.exists())
 
+    def test_text_no_database_can_hold_is_a_422_naming_the_field(self) -> None:
+        # NUL went on to PostgreSQL, a lone surrogate to any database: a 500 either way.
+        for field, body in [
+            ("subject", {"subject": "Hi\x00"}),
+            ("name", {"name": "Ann\x00"}),
+            ("to", {"to": {"email": "ann@example.com", "name": "Ann\x00"}}),
+            ("body", {"type": "text", "body": "Hello\x00"}),
+            ("data", {"data": {"plan": "pro\x00"}}),
+            ("data", {"data": {"plan": "\ud800"}}),
+        ]:
+            with self.subTest(body=body):
+                r = self.send(**body)
+                self.assert_error(r, 422, field)
+                self.assertIn("U+", r.json()["message"])
+        self.assertFalse(Message.objects.exists())
+
 
 class MessagesApiTestCase(BaseTestCase):
     def test_a_message_shows_its_state_and_events(self) -> None:
@@ -222,6 +238,12 @@ class MessagesApiTestCase(BaseTestCase):
             self.api("GET", "messages", key=self.charlies_secret_key).json()["items"], []
         )
         self.assertEqual(self.api("GET", "messages/nope").status_code, 404)
+
+    def test_a_nul_in_a_filter_is_a_422(self) -> None:
+        # It went on to PostgreSQL: a 500 there.
+        r = self.api("GET", "messages", {"to": "ann@example.com\x00"})
+        self.assertEqual(r.status_code, 422, r.content)
+        self.assertEqual(r.json()["errors"][0]["field"], "to")
 
 
 class SendersApiTestCase(BaseTestCase):

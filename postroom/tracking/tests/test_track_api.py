@@ -116,8 +116,47 @@ class TrackApiTestCase(BaseTestCase):
         self.assertEqual(Contact.objects.filter(email="ann@example.com").count(), 2)
         self.assertEqual(Event.objects.get().project, self.project)
 
+    def test_text_no_database_can_hold_is_a_422_naming_the_field(self) -> None:
+        # NUL went on to PostgreSQL, a lone surrogate to any database: a 500 either way.
+        for data in [
+            {"plan": "pro\x00"},
+            {"plan": {"value": "\ud800", "persistent": False}},
+            {"plan\x00": "pro"},
+        ]:
+            with self.subTest(data=data):
+                r = self.track({"event": "e", "email": "ann@example.com", "data": data})
+                self.assertEqual(r.status_code, 422, r.content)
+                self.assertEqual(r.json()["errors"][0]["field"], "data")
+        self.assertFalse(Contact.objects.exists())
+        self.assertFalse(Event.objects.exists())
+
     def test_it_needs_a_key(self) -> None:
         r = self.client.post(
             "/api/v1/track", {"event": "e", "email": "a@example.com"}, "application/json"
         )
         self.assertEqual(r.status_code, 401)
+
+
+class EventsApiTestCase(BaseTestCase):
+    def test_a_nul_in_a_filter_is_a_422(self) -> None:
+        # It went on to PostgreSQL: a 500 there.
+        r = self.api("GET", "events", {"name": "signed-up\x00"})
+        self.assertEqual(r.status_code, 422, r.content)
+        self.assertEqual(r.json()["errors"][0]["field"], "name")
+
+    def test_a_time_out_of_range_in_utc_is_a_422(self) -> None:
+        # Year 1 at +14:00 is before year 1 in UTC: SQLite's adapter overflowed, a 500.
+        for field, value in [
+            ("since", "0001-01-01T00:00:00+14:00"),
+            ("until", "9999-12-31T23:59:59-14:00"),
+        ]:
+            with self.subTest(field=field):
+                r = self.api("GET", "events", {field: value})
+                self.assertEqual(r.status_code, 422, r.content)
+                self.assertEqual(r.json()["errors"][0]["field"], field)
+
+    def test_times_with_an_offset_still_filter(self) -> None:
+        self.api("POST", "track", {"event": "signed-up", "email": "ann@example.com"})
+        past, future = "2000-01-01T00:00:00+14:00", "9999-12-30T00:00:00-14:00"
+        self.assertEqual(len(self.api("GET", "events", {"since": past}).json()["items"]), 1)
+        self.assertEqual(self.api("GET", "events", {"since": future}).json()["items"], [])
