@@ -10,7 +10,7 @@ from postroom.contacts.models import Contact
 from postroom.content.context import preview_context
 from postroom.content.models import Image
 from postroom.content.render import CompiledEmail, Rendered, Source, compile_email
-from postroom.content.sandbox import RENDER_ERRORS, Deadline, TemplateProblem
+from postroom.content.sandbox import RENDER_ERRORS, Deadline, TemplateProblem, render
 from postroom.lib.emails import one_line
 
 
@@ -20,14 +20,20 @@ def check_content(project: Project, source: Source) -> CompiledEmail:
     rather than at send time. Errors that depend on a recipient's data are left to the send,
     where they fail that recipient alone."""
     compiled = compile_email(source)
-    try:
-        compiled.render(preview_context(project, None))
-    except UndefinedError:  # data a sample reader lacks: judged per recipient
-        pass
-    except Deadline:
-        raise TemplateProblem("the template took too long to render") from None
-    except RENDER_ERRORS as e:
-        raise TemplateProblem(f"with a sample reader: {e}") from None
+    context = preview_context(project, None)
+    # The subject alone first, so that a problem in it is said to be there.
+    for part, run in (
+        ("Subject", lambda: render(compiled.subject, compiled.with_links(context))),
+        ("", lambda: compiled.render(context)),
+    ):
+        try:
+            run()
+        except UndefinedError:  # data a sample reader lacks: judged per recipient
+            pass
+        except Deadline:
+            raise TemplateProblem("the template took too long to render").within(part) from None
+        except RENDER_ERRORS as e:
+            raise TemplateProblem(f"with a sample reader: {e}").within(part) from None
     return compiled
 
 

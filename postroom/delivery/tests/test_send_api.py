@@ -146,6 +146,8 @@ class SendApiTestCase(BaseTestCase):
             ({"body": ""}, "body"),
             ({"body": "{% if %}"}, "body"),
             ({"subject": "{{ x"}, "subject"),
+            ({"subject": "{{ 1 / 0 }}"}, "subject"),
+            ({"body": "{{ 1 / 0 }}"}, "body"),
             ({"type": "pdf"}, "type"),
             ({"from": "me@elsewhere.example"}, "from_email"),
             ({"reply": "not an address"}, "reply"),
