@@ -106,6 +106,10 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "postroom.sqlite3",
+            # Kept open between requests: opening the file and setting it up cost a web
+            # request about as much as the work of a track call.
+            "CONN_MAX_AGE": 600,
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
                 # BEGIN so two writers queue on the busy timeout instead of deadlocking.

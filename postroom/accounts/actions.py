@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from postroom.accounts.auth import forget_keys
 from postroom.accounts.models import (
     ApiKey,
     ApiRateWindow,
@@ -55,11 +56,13 @@ def create_secret_key(project: Project, name: str, created_by: User | None) -> t
 
 def revoke_key(key: ApiKey) -> None:
     ApiKey.objects.filter(pk=key.pk, revoked_at=None).update(revoked_at=timezone.now())
+    forget_keys()  # other processes forget it within auth.KEY_CACHE_SECONDS
 
 
 def rotate_public_key(project: Project) -> str:
     project.public_key = new_public_key()
     project.save(update_fields=["public_key"])
+    forget_keys()
     return project.public_key
 
 

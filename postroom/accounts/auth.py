@@ -8,6 +8,7 @@ middleware and by the endpoint's auth alike.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from django.http import HttpRequest
@@ -34,29 +35,51 @@ def bearer_token(request: HttpRequest) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+# Keys looked up in this process in the last few seconds, by the token's hash: the API's
+# busiest endpoint (track) then skips a query per request. A key revoked or a public key
+# rotated in another process stops working within KEY_CACHE_SECONDS (at once in this one).
+KEY_CACHE_SECONDS = 5.0
+_recent_keys: dict[str, tuple[float, ResolvedKey | None]] = {}
+
+
+def forget_keys() -> None:
+    _recent_keys.clear()
+
+
 def resolve_key(request: HttpRequest) -> ResolvedKey | None:
     """The project and key of the request's bearer token, or None for a missing, unknown or
-    revoked one. Cached on the request."""
+    revoked one. Cached on the request, and for a few seconds in the process."""
     if hasattr(request, "_resolved_key"):
         return request._resolved_key
     token = bearer_token(request)
     resolved = None
-    if token.startswith("pk_"):
-        project = Project.objects.filter(public_key=token).first()
-        if project is not None:
-            resolved = ResolvedKey(project, None, hash_key(token))
-    elif token.startswith("sk_"):
+    if token.startswith(("pk_", "sk_")):
         token_hash = hash_key(token)
-        key = (
-            ApiKey.objects.select_related("project")
-            .filter(key_hash=token_hash, revoked_at=None)
-            .first()
-        )
-        if key is not None:
-            key.touch()
-            resolved = ResolvedKey(key.project, key, token_hash)
+        now = time.monotonic()
+        cached = _recent_keys.get(token_hash)
+        if cached is not None and cached[0] > now:
+            resolved = cached[1]
+        else:
+            resolved = lookup_key(token, token_hash)
+            if len(_recent_keys) > 10_000:  # a flood of made-up keys: start again
+                _recent_keys.clear()
+            _recent_keys[token_hash] = (now + KEY_CACHE_SECONDS, resolved)
+        if resolved is not None and resolved.api_key is not None:
+            resolved.api_key.touch()
     request._resolved_key = resolved
     return resolved
+
+
+def lookup_key(token: str, token_hash: str) -> ResolvedKey | None:
+    if token.startswith("pk_"):
+        project = Project.objects.filter(public_key=token).first()
+        return ResolvedKey(project, None, token_hash) if project is not None else None
+    key = (
+        ApiKey.objects.select_related("project")
+        .filter(key_hash=token_hash, revoked_at=None)
+        .first()
+    )
+    return ResolvedKey(key.project, key, token_hash) if key is not None else None
 
 
 class SecretKeyAuth(HttpBearer):

@@ -60,3 +60,31 @@ class ApiAuthTestCase(BaseTestCase):
         body = self.api("GET", "project").json()
         self.assertEqual(body["id"], str(self.project.code))
         self.assertEqual(body["public_key"], self.project.public_key)
+
+
+class KeyCacheTestCase(BaseTestCase):
+    def test_a_revoked_key_stops_working_at_once_in_this_process(self) -> None:
+        self.assertEqual(self.api("GET", "project").status_code, 200)  # now cached
+        revoke_key(ApiKey.objects.get(project=self.project))
+        self.assertEqual(self.api("GET", "project").status_code, 401)
+
+    def test_a_rotated_public_key_stops_working_at_once(self) -> None:
+        from postroom.accounts.actions import rotate_public_key
+
+        old = self.project.public_key
+        track = {"event": "e", "email": "ann@example.com"}
+        self.assertEqual(self.api("POST", "track", track, key=old).status_code, 200)
+        rotate_public_key(self.project)
+        self.assertEqual(self.api("POST", "track", track, key=old).status_code, 401)
+
+    def test_other_processes_forget_a_revoked_key_within_seconds(self) -> None:
+        from unittest import mock
+
+        from postroom.accounts import auth
+
+        self.assertEqual(self.api("GET", "project").status_code, 200)
+        ApiKey.objects.update(revoked_at=timezone.now())  # as another process would
+        self.assertEqual(self.api("GET", "project").status_code, 200)  # cached
+        later = auth.time.monotonic() + auth.KEY_CACHE_SECONDS + 1
+        with mock.patch.object(auth.time, "monotonic", return_value=later):
+            self.assertEqual(self.api("GET", "project").status_code, 401)
