@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -17,13 +19,15 @@ from postroom.accounts.models import Project
 from postroom.contacts.actions import (
     ContactError,
     Upsert,
+    contact_upsert,
     field_key,
+    run_contact_upsert,
     suppress,
-    upsert_contact,
 )
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
 from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
+from postroom.lib.ids import uuid7
 from postroom.lib.signing import sign, unsign
 from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
@@ -201,7 +205,13 @@ def split_track_data(data: dict[str, Any]) -> TrackData:
     return TrackData(event, upsert, keys)
 
 
-@transaction.atomic
+@dataclass
+class Tracked:
+    contact: uuid.UUID  # the contact's code
+    event: uuid.UUID  # the event's code
+    at: dt.datetime
+
+
 def track(
     project: Project,
     name: str,
@@ -209,10 +219,14 @@ def track(
     subscribed: bool | None,
     data: dict[str, Any],
     ip: str | None = None,
-) -> tuple[Contact, Event]:
+) -> Tracked:
     """Record the custom event `name` for the contact with `email`, created if need be
     (subscribed unless `subscribed` is false), its persistent data saved on the contact.
-    Raises ContactError naming the field."""
+    Raises ContactError naming the field.
+
+    The API's busiest call, so it is two statements in one short transaction (one upsert of
+    the contact, one insert of the event): everything is checked first, and on SQLite the
+    write lock is held for the writes alone."""
     name = name.strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise ContactError("event", "a name of 1 to 100 printable characters.")
@@ -221,13 +235,42 @@ def track(
     parsed.upsert.how = f"the track API ({name[:60]})"
     parsed.upsert.consent_ip = ip
     try:
-        contact, _ = upsert_contact(project, email, parsed.upsert)
+        statement = contact_upsert(project, email, parsed.upsert)
     except ContactError as e:
         key = e.field.removeprefix("data.")
         if e.field.startswith("data.") and key in parsed.keys:
             raise ContactError(f"data.{parsed.keys[key]}", e.message) from None
         raise
-    event = Event.objects.create(
-        project=project, kind=Event.Kind.CUSTOM, name=name, contact=contact, data=parsed.event
+    event_code, now = uuid7(), timezone.now()
+    with transaction.atomic():
+        contact_id, contact_code = run_contact_upsert(statement)
+        insert_event(project, event_code, name, contact_id, parsed.event, now)
+    return Tracked(contact_code, event_code, now)
+
+
+def insert_event(
+    project: Project,
+    code: uuid.UUID,
+    name: str,
+    contact_id: int,
+    data: dict[str, Any],
+    at: dt.datetime,
+) -> None:
+    """A custom event, written without the ORM (track's hot path)."""
+    postgres = connection.vendor == "postgresql"
+    table = Event._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (project_id, code, kind, name, contact_id, url, user_agent, data, "  # noqa: S608
+        f"created_at) VALUES (%s, %s, %s, %s, %s, '', '', {'%s::jsonb' if postgres else '%s'}, %s)"
     )
-    return contact, event
+    params = [
+        project.id,
+        code if postgres else code.hex,
+        Event.Kind.CUSTOM,
+        name,
+        contact_id,
+        json.dumps(data, default=str),
+        connection.ops.adapt_datetimefield_value(at),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

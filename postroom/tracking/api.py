@@ -34,16 +34,16 @@ def track_event(request: HttpRequest, body: TrackIn) -> dict:
     """Record a custom event for the contact with `email`, created if need be (Plunk's
     track: `new Plunk(key, {baseUrl: "https://host/api/v1/"}).events.track(...)`)."""
     try:
-        contact, event = actions.track(
+        tracked = actions.track(
             request.auth, body.event, body.email, body.subscribed, body.data, client_ip(request)
         )
     except ContactError as e:
         raise ApiError(422, e.message, e.field) from None
     return {
         "success": True,
-        "contact": str(contact.code),
-        "event": str(event.code),
-        "timestamp": event.created_at,
+        "contact": str(tracked.contact),
+        "event": str(tracked.event),
+        "timestamp": tracked.at,
     }
 
 
