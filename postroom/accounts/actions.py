@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import smtplib
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta as td
@@ -172,21 +173,65 @@ class RateCount:
         return max(0, self.limit - self.hits)
 
 
+# A web process adds its requests to the shared count at most this often (and on every
+# request once a bucket nears its limit), instead of a write per request. Between flushes the
+# other processes' latest requests are not seen: a limit may be passed by what they took in
+# that second, never more.
+RATE_FLUSH_SECONDS = 1.0
+
+
+@dataclass
+class LocalCount:
+    window: int
+    shared: int = 0  # the count in the database after this process's last flush
+    pending: int = 0  # this process's requests since then
+    flushed_at: float = -1.0
+
+
+_local_counts: dict[str, LocalCount] = {}
+_local_lock = threading.Lock()
+
+
 def count_api_request(bucket: str, limit: int, now: float | None = None) -> RateCount:
-    """Count one request in `bucket`'s current window: one upsert, the same for every web
-    process (SQLite 3.35+ and PostgreSQL both take ON CONFLICT … RETURNING)."""
+    """Count one request in `bucket`'s current window, as every web process sees it: the
+    database's count (one upsert, SQLite 3.35+ and PostgreSQL alike) at this process's last
+    flush, plus its requests since."""
     now = time.time() if now is None else now
     size = settings.API_RATE_WINDOW
     window = int(now // size) * size
+    with _local_lock:
+        local = _local_counts.get(bucket)
+        if local is None or local.window != window:
+            if len(_local_counts) > 10_000:
+                _local_counts.clear()
+            local = _local_counts[bucket] = LocalCount(window)
+        local.pending += 1
+        near_limit = local.shared + local.pending + max(1, limit // 10) >= limit
+        due = near_limit or now - local.flushed_at >= RATE_FLUSH_SECONDS
+        pending = local.pending if due else 0
+        local.pending -= pending
+        if due:
+            local.flushed_at = now
+        hits = local.shared + local.pending + pending
+    if pending:
+        shared = add_to_rate_window(bucket, window, pending)
+        with _local_lock:
+            local.shared = max(local.shared, shared)
+            hits = local.shared + local.pending
+    return RateCount(limit, hits, max(1, int(window + size - now)))
+
+
+def add_to_rate_window(bucket: str, window: int, hits: int) -> int:
     table = ApiRateWindow._meta.db_table
     sql = (
-        f"INSERT INTO {table} (bucket, window_start, hits) VALUES (%s, %s, 1) "  # noqa: S608
-        f"ON CONFLICT (bucket, window_start) DO UPDATE SET hits = {table}.hits + 1 RETURNING hits"
+        f"INSERT INTO {table} (bucket, window_start, hits) VALUES (%s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT (bucket, window_start) DO UPDATE SET hits = {table}.hits + excluded.hits "
+        "RETURNING hits"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [bucket[:100], window])
-        (hits,) = cursor.fetchone()
-    return RateCount(limit, hits, max(1, int(window + size - now)))
+        cursor.execute(sql, [bucket[:100], window, hits])
+        (total,) = cursor.fetchone()
+    return total
 
 
 def claim_idempotency_key(

@@ -127,3 +127,52 @@ class MethodNotAllowedTestCase(BaseTestCase):
         self.assertEqual(r.json()["code"], "method_not_allowed")
         self.assertIn("GET", r["Allow"])
         self.assertIn("GET", r.json()["message"])
+
+
+class SharedCountTestCase(BaseTestCase):
+    """Each web process adds its requests to the shared count once a second, or on every
+    request near the limit; what it reports counts its own requests since."""
+
+    def shared(self, bucket: str) -> int:
+        row = ApiRateWindow.objects.filter(bucket=bucket).first()
+        return row.hits if row else 0
+
+    def test_a_process_writes_once_a_second_far_from_the_limit(self) -> None:
+        from postroom.accounts.actions import count_api_request
+
+        t = 1_000_020.0
+        counts = [count_api_request("kA", 1000, now=t + i / 100).hits for i in range(10)]
+        self.assertEqual(counts, list(range(1, 11)))
+        self.assertEqual(self.shared("kA"), 1)  # the first request of the window
+        self.assertEqual(count_api_request("kA", 1000, now=t + 1.5).hits, 11)
+        self.assertEqual(self.shared("kA"), 11)
+
+    def test_another_processes_requests_are_seen_at_the_next_write(self) -> None:
+        from postroom.accounts.actions import add_to_rate_window, count_api_request
+
+        t = 1_000_020.0
+        count_api_request("kB", 1000, now=t)
+        window = int(t // 60) * 60
+        add_to_rate_window("kB", window, 500)  # as another process would
+        self.assertEqual(count_api_request("kB", 1000, now=t + 0.1).hits, 2)
+        self.assertEqual(count_api_request("kB", 1000, now=t + 1.2).hits, 503)
+
+    def test_near_the_limit_every_request_is_written(self) -> None:
+        from postroom.accounts.actions import add_to_rate_window, count_api_request
+
+        t = 1_000_020.0
+        count_api_request("kC", 100, now=t)
+        add_to_rate_window("kC", int(t // 60) * 60, 95)  # another process took 95
+        self.assertEqual(count_api_request("kC", 100, now=t + 1.1).hits, 97)
+        for i in range(3):
+            count_api_request("kC", 100, now=t + 1.2 + i / 100)
+        self.assertEqual(self.shared("kC"), 100)
+        self.assertTrue(count_api_request("kC", 100, now=t + 1.3).exceeded)
+
+    def test_a_new_window_starts_from_nothing(self) -> None:
+        from postroom.accounts.actions import count_api_request
+
+        t = 1_000_020.0
+        for i in range(5):
+            count_api_request("kD", 1000, now=t + i / 10)
+        self.assertEqual(count_api_request("kD", 1000, now=t + 60).hits, 1)
