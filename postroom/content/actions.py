@@ -9,17 +9,19 @@ from postroom.accounts.models import Project
 from postroom.contacts.models import Contact
 from postroom.content.context import preview_context
 from postroom.content.models import Image
-from postroom.content.render import CompiledEmail, Rendered, Source, compile_email
+from postroom.content.render import CompiledEmail, Prepared, Rendered, Source, compile_email
 from postroom.content.sandbox import RENDER_ERRORS, Deadline, TemplateProblem, render
 from postroom.lib.emails import one_line
 
 
-def check_content(project: Project, source: Source) -> CompiledEmail:
+def check_content(
+    project: Project, source: Source, prepared: Prepared | None = None
+) -> CompiledEmail:
     """Compile, then render once for a sample reader: syntax errors name the part, line and
     column; a template that reaches for what it may not, or runs too long, is refused now
     rather than at send time. Errors that depend on a recipient's data are left to the send,
     where they fail that recipient alone."""
-    compiled = compile_email(source)
+    compiled = compile_email(source, prepared)
     context = preview_context(project, None)
     # The subject alone first, so that a problem in it is said to be there.
     for part, run in (

@@ -336,10 +336,11 @@ def check(source: Source) -> None:
             raise e.within(name) from None
 
 
-def compile_email(source: Source) -> CompiledEmail:
-    """Raises TemplateProblem with the part and the line."""
+def compile_email(source: Source, prepared: Prepared | None = None) -> CompiledEmail:
+    """Raises TemplateProblem with the part and the line. `prepared`: prepare(source), when
+    the caller made it already."""
     check(source)
-    prepared = prepare(source)
+    prepared = prepared or prepare(source)
     html, text = prepared.html, prepared.text
     parts = {}
     for name, template, is_html in (

@@ -22,6 +22,7 @@ import html
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 
 from jinja2 import (
     ChainableUndefined,
+    Template,
     TemplateError,
     TemplateSyntaxError,
     meta,
@@ -334,8 +336,33 @@ for sandbox in SANDBOXES.values():
     sandbox.filters["tracked"] = tracked
 
 
+# Templates compiled lately in this process, by (html, source): the send API compiles the
+# same few templates request after request, and compiling is most of its work. Jinja's
+# from_string() keeps no cache of its own. Small sources only, and a bounded number.
+COMPILED_CACHE_SIZE = 256
+COMPILED_CACHE_MAX_SOURCE = 64 * 1024
+_compiled: OrderedDict[tuple[bool, str], Template] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
 def compile_template(source: str, html: bool):
     """A compiled template, or TemplateProblem naming the line (and column, when found)."""
+    key = (html, source)
+    with _compiled_lock:
+        template = _compiled.get(key)
+        if template is not None:
+            _compiled.move_to_end(key)
+            return template
+    template = compile_uncached(source, html)
+    if len(source) <= COMPILED_CACHE_MAX_SOURCE:
+        with _compiled_lock:
+            _compiled[key] = template
+            if len(_compiled) > COMPILED_CACHE_SIZE:
+                _compiled.popitem(last=False)
+    return template
+
+
+def compile_uncached(source: str, html: bool):
     try:
         return SANDBOXES[html].from_string(source)
     except TemplateSyntaxError as e:

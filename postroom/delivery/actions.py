@@ -377,8 +377,8 @@ def transactional_email(project: Project, send: Transactional) -> Email:
     if not send.subject.strip() or any(c in send.subject for c in "\r\n"):
         raise DeliveryError("subject", "one line, not empty.")
     try:
-        check_content(project, source)
         prepared = prepare(source)
+        check_content(project, source, prepared)
     except TemplateProblem as e:
         # The request's field the problem is in: the template's source, or the body.
         written = "template" if send.template and not send.body else "body"
@@ -405,13 +405,21 @@ def transactional_email(project: Project, send: Transactional) -> Email:
     )
 
 
-@transaction.atomic
 def send_transactional(project: Project, send: Transactional) -> list[Message]:
     """Queue one personalised Email to each recipient, ahead of automation and campaign mail.
     Every recipient becomes a contact (not subscribed to marketing mail unless `subscribed`).
-    Raises DeliveryError or ContactError naming the field; queues nothing then."""
+    Raises DeliveryError or ContactError naming the field; queues nothing then. The content
+    is checked and prepared before the transaction: on SQLite the write lock is held for the
+    writes alone."""
     recipients = clean_recipients(send.to)
     email = transactional_email(project, send)
+    with transaction.atomic():
+        return queue_transactional(project, send, email, recipients)
+
+
+def queue_transactional(
+    project: Project, send: Transactional, email: Email, recipients: list[Recipient]
+) -> list[Message]:
     email.save()
     upsert = Upsert(
         subscribed=True if send.subscribed else None,
