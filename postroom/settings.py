@@ -140,6 +140,10 @@ LOGIN_THROTTLE_PER_IP = envint("LOGIN_THROTTLE_PER_IP", 30)
 LOGIN_THROTTLE_PER_EMAIL = envint("LOGIN_THROTTLE_PER_EMAIL", 50)
 LOGIN_THROTTLE_WINDOW = envint("LOGIN_THROTTLE_WINDOW", 900)
 
+# The largest request body read into memory: the send API takes up to 10 MB of attachments,
+# which base64 makes 13.4 MB. A bigger body is a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("POSTROOM_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+
 # API rate limits (accounts.middleware), counted in the database so every web process sees
 # the same count: requests per secret key, and per public key and client address (browsers
 # calling track), in each window of API_RATE_WINDOW seconds. 0 turns a limit off.

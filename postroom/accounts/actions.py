@@ -238,15 +238,24 @@ def claim_idempotency_key(
     project: Project, key: str, fingerprint: str
 ) -> tuple[IdempotentRequest, bool]:
     """The request already made with `key` in the last day, or a new pending one (True)."""
-    fresh_after = timezone.now() - IdempotentRequest.KEEP
-    IdempotentRequest.objects.filter(project=project, key=key, created_at__lt=fresh_after).delete()
-    try:
-        with transaction.atomic():
-            return IdempotentRequest.objects.create(
-                project=project, key=key, fingerprint=fingerprint
-            ), True
-    except IntegrityError:
-        return IdempotentRequest.objects.get(project=project, key=key), False
+    now = timezone.now()
+    theirs = IdempotentRequest.objects.filter(project=project, key=key)
+    # Forgotten: kept longer than a day, or left running by a process that died.
+    theirs.filter(
+        Q(created_at__lt=now - IdempotentRequest.KEEP)
+        | Q(status_code=None, created_at__lt=now - IdempotentRequest.RUNNING_AT_MOST)
+    ).delete()
+    for _ in range(2):  # the first one seen may be deleted under us (its request failed)
+        try:
+            with transaction.atomic():
+                return IdempotentRequest.objects.create(
+                    project=project, key=key, fingerprint=fingerprint
+                ), True
+        except IntegrityError:
+            earlier = theirs.first()
+            if earlier is not None:
+                return earlier, False
+    raise IntegrityError(f"Idempotency-Key {key!r} is being claimed and released repeatedly")
 
 
 def prune_api_records() -> int:

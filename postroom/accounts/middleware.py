@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from postroom.accounts.actions import RateCount, claim_idempotency_key, count_api_request
@@ -61,16 +62,20 @@ class ApiGuardMiddleware:
                 "Idempotency-Key: 1 to 255 printable ASCII characters.",
                 [{"field": "Idempotency-Key", "message": "1 to 255 printable ASCII characters."}],
             )
-        earlier, is_new = claim_idempotency_key(resolved.project, key, fingerprint(request))
+        try:
+            this = fingerprint(request, resolved)
+        except RequestDataTooBig:
+            return too_big()
+        earlier, is_new = claim_idempotency_key(resolved.project, key, this)
         if not is_new:
-            return replay(earlier, fingerprint(request))
+            return replay(earlier, this)
         try:
             response = self.get_response(request)
         except BaseException:
             earlier.delete()
             raise
-        if response.status_code >= 500:
-            earlier.delete()  # our failure: a retry may run it again
+        if response.status_code >= 500 or response.status_code in NOT_KEPT:
+            earlier.delete()  # our failure, or not this request's own: a retry may run it
             return response
         earlier.status_code = response.status_code
         earlier.response = response.content
@@ -97,8 +102,16 @@ def idempotency_key(request: HttpRequest) -> str:
     return request.headers.get("Idempotency-Key", "")
 
 
-def fingerprint(request: HttpRequest) -> str:
-    digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
+# Answers about the key or the pace rather than the request: never replayed.
+NOT_KEPT = {401, 403, 429}
+
+
+def fingerprint(request: HttpRequest, resolved: ResolvedKey) -> str:
+    """The request as a retry would repeat it, and the key that made it: another key (the
+    public one, say) reusing the Idempotency-Key is a different request, never a replay."""
+    digest = hashlib.sha256(
+        f"{resolved.token_hash} {request.method} {request.get_full_path()}\n".encode()
+    )
     if request.content_type == "multipart/form-data":
         # An upload is not read into memory here: its size stands for its content.
         digest.update(request.headers.get("Content-Length", "").encode())
@@ -124,6 +137,13 @@ def replay(earlier, this_fingerprint: str) -> HttpResponse:
     )
     response["Idempotent-Replayed"] = "true"
     return response
+
+
+def too_big() -> HttpResponse:
+    return error_response(
+        413,
+        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2**20} MB.",
+    )
 
 
 def method_not_allowed(request: HttpRequest, response: HttpResponse) -> HttpResponse:

@@ -213,6 +213,8 @@ class IdempotentRequest(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     KEEP = td(hours=24)
+    # A request still "running" after this long was cut off (its process died): forgotten.
+    RUNNING_AT_MOST = td(minutes=2)
 
     class Meta:
         constraints = [

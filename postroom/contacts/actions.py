@@ -36,6 +36,9 @@ from postroom.lib.emails import InvalidEmail, normalise_email
 log = logging.getLogger(__name__)
 
 MAX_TAGS_PER_CONTACT = 100
+# Custom fields a project may have: the API creates them from unknown data keys, and the
+# public key (in web pages) can send any key.
+MAX_FIELDS = 200
 MAX_TAG_LENGTH = 100
 
 
@@ -153,6 +156,12 @@ def clean_data(project: Project, data: Any, *, create_fields: bool) -> dict[str,
                 raise ContactError(f"data.{key}", "there is no such custom field in this project.")
             if isinstance(value, dict | list):
                 raise ContactError(f"data.{key}", "must be text, a number, a date or true/false.")
+            if FieldDefinition.objects.filter(project=project).count() >= MAX_FIELDS:
+                raise ContactError(
+                    f"data.{key}",
+                    f"the project has {MAX_FIELDS} custom fields, the most it may have: "
+                    "use one of them, or remove one first.",
+                )
             definition = create_field(project, key, label=key, field_type=infer_field_type(value))
         try:
             cleaned[key] = definition.coerce(value)
@@ -470,6 +479,20 @@ def contact_upsert(project: Project, email: str, upsert: Upsert) -> tuple[str, l
     return sql, params
 
 
+UPSERTED_FIELDS = [
+    "status",
+    "status_changed_at",
+    "status_reason",
+    "consent_at",
+    "consent_source",
+    "consent_ip",
+    "first_name",
+    "last_name",
+    "data",
+    "updated_at",
+]
+
+
 def _apply_upsert(contact: Contact, upsert: Upsert, names: dict, cleaned: dict) -> None:
     before = (contact.status, contact.first_name, contact.last_name, contact.data)
     for name, value in names.items():
@@ -485,7 +508,8 @@ def _apply_upsert(contact: Contact, upsert: Upsert, names: dict, cleaned: dict) 
         contact.set_status(Status.UNSUBSCRIBED, f"Unsubscribed through {upsert.how}")
     if (contact.status, contact.first_name, contact.last_name, contact.data) != before:
         contact.updated_at = timezone.now()
-        contact.save()
+        # Only what this call may change: a write beside it (a track's data) is kept.
+        contact.save(update_fields=UPSERTED_FIELDS)
 
 
 def subscribe(contact: Contact, reason: str, consent_ip: str | None = None) -> None:

@@ -180,10 +180,15 @@ def skip_reasons(batch: list[Message], contacts: dict[int, dict]) -> dict[int, s
         # Transactional mail (receipts, resets) ignores marketing unsubscribes only, unless
         # the send asked to leave unsubscribed contacts out (Email.skip_unsubscribed).
         is_marketing = m.priority != Message.Priority.TRANSACTIONAL or m.email.skip_unsubscribed
+        contact_status = status.get(m.contact_id, Status.SUBSCRIBED)
         if reason and (is_marketing or reason != Suppression.Reason.UNSUBSCRIBED):
             reasons[m.id] = f"Skipped: the address is suppressed ({reason.replace('_', ' ')})."
-        elif is_marketing and status.get(m.contact_id, Status.SUBSCRIBED) != Status.SUBSCRIBED:
-            reasons[m.id] = f"Skipped: the contact is {status[m.contact_id]}."
+        elif contact_status in (Status.BOUNCED, Status.COMPLAINED):
+            # Whatever its kind: mail to an address that bounced or complained hurts the
+            # sender's reputation, and the contact's status says it did.
+            reasons[m.id] = f"Skipped: the contact is {contact_status}."
+        elif is_marketing and contact_status != Status.SUBSCRIBED:
+            reasons[m.id] = f"Skipped: the contact is {contact_status}."
     return reasons
 
 

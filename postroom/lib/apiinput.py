@@ -8,6 +8,7 @@ that names the field.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -19,7 +20,8 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def find_unstorable(value: Any) -> tuple[str, str] | None:
-    """The first character in `value` that text cannot hold, and where it is:
+    """The first character in `value` that text cannot hold (or a number JSON cannot: NaN,
+    Infinity), and where it is:
     ("plan", "U+0000") for {"plan": "a\\x00"}. Strings are searched, and lists and objects of
     them (keys too), however deep, without recursion."""
     stack: list[tuple[str, Any]] = [("", value)]
@@ -29,6 +31,8 @@ def find_unstorable(value: Any) -> tuple[str, str] | None:
             found = UNSTORABLE.search(item)
             if found:
                 return path, f"U+{ord(found.group()):04X}"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return path, repr(item)  # JSON has no NaN or Infinity, though Python reads them
         elif isinstance(item, dict | list | tuple):
             children = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in reversed(list(children)):
@@ -50,6 +54,6 @@ class InputSchema(Schema):
             raise PydanticCustomError(
                 "unstorable_text",
                 "{message}",
-                {"message": f"{where + ': ' if where else ''}{char} is not allowed in text."},
+                {"message": f"{where + ': ' if where else ''}{char} is not allowed here."},
             )
         return value

@@ -219,6 +219,7 @@ def track(
     subscribed: bool | None,
     data: dict[str, Any],
     ip: str | None = None,
+    public: bool = False,
 ) -> Tracked:
     """Record the custom event `name` for the contact with `email`, created if need be
     (subscribed unless `subscribed` is false), its persistent data saved on the contact.
@@ -226,12 +227,14 @@ def track(
 
     The API's busiest call, so it is two statements in one short transaction (one upsert of
     the contact, one insert of the event): everything is checked first, and on SQLite the
-    write lock is held for the writes alone."""
+    write lock is held for the writes alone. `public`: called with the public key."""
     name = name.strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise ContactError("event", "a name of 1 to 100 printable characters.")
     parsed = split_track_data(data)
-    parsed.upsert.subscribed = subscribed
+    # The public key is in web pages, so anyone may call track with it: it cannot undo an
+    # opt-out (subscribed: true on an unsubscribed contact); a new contact is subscribed.
+    parsed.upsert.subscribed = None if public and subscribed else subscribed
     parsed.upsert.how = f"the track API ({name[:60]})"
     parsed.upsert.consent_ip = ip
     try:

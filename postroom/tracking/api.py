@@ -35,7 +35,13 @@ def track_event(request: HttpRequest, body: TrackIn) -> dict:
     track: `new Plunk(key, {baseUrl: "https://host/api/v1/"}).events.track(...)`)."""
     try:
         tracked = actions.track(
-            request.auth, body.event, body.email, body.subscribed, body.data, client_ip(request)
+            request.auth,
+            body.event,
+            body.email,
+            body.subscribed,
+            body.data,
+            client_ip(request),
+            public=request.api_key is None,
         )
     except ContactError as e:
         raise ApiError(422, e.message, e.field) from None

@@ -176,3 +176,83 @@ class SharedCountTestCase(BaseTestCase):
         for i in range(5):
             count_api_request("kD", 1000, now=t + i / 10)
         self.assertEqual(count_api_request("kD", 1000, now=t + 60).hits, 1)
+
+
+class ReviewFixesTestCase(BaseTestCase):
+    def test_another_key_reusing_an_idempotency_key_is_not_a_replay(self) -> None:
+        body = {"event": "e", "email": "ann@example.com"}
+        first = self.api("POST", "track", body, HTTP_IDEMPOTENCY_KEY="k1")
+        other = self.api(
+            "POST", "track", body, key=self.project.public_key, HTTP_IDEMPOTENCY_KEY="k1"
+        )
+        self.assertEqual(first.status_code, 200)
+        self.assertEqual(other.status_code, 409)
+        self.assertNotIn(first.json()["event"], other.content.decode())
+
+    def test_a_refusal_of_the_key_is_not_kept(self) -> None:
+        send = {"to": "ann@example.com", "subject": "S", "body": "B"}
+        r = self.api("POST", "send", send, key=self.project.public_key, HTTP_IDEMPOTENCY_KEY="k2")
+        self.assertEqual(r.status_code, 403)
+        r = self.api("POST", "send", send, HTTP_IDEMPOTENCY_KEY="k2")
+        self.assertEqual(r.status_code, 200)
+        self.assertNotIn("Idempotent-Replayed", r)
+
+    def test_a_request_left_running_by_a_dead_process_is_forgotten(self) -> None:
+        body = {"event": "e", "email": "ann@example.com"}
+        self.api("POST", "track", body, HTTP_IDEMPOTENCY_KEY="k3")
+        IdempotentRequest.objects.update(
+            status_code=None, created_at=timezone.now() - td(minutes=3)
+        )
+        r = self.api("POST", "track", body, HTTP_IDEMPOTENCY_KEY="k3")
+        self.assertEqual(r.status_code, 200)
+        self.assertNotIn("Idempotent-Replayed", r)
+
+    def test_a_body_past_the_limit_is_a_json_413(self) -> None:
+        from django.test import override_settings
+
+        body = {"to": "ann@example.com", "subject": "S", "body": "x" * 5000}
+        with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000):
+            for extra in ({}, {"HTTP_IDEMPOTENCY_KEY": "k4"}):
+                r = self.api("POST", "send", body, **extra)
+                self.assertEqual(r.status_code, 413, extra)
+                self.assertEqual(r.json()["code"], "too_large")
+
+    def test_nan_and_infinity_are_a_422(self) -> None:
+        for raw in (
+            '{"event": "e", "email": "a@example.com", "data": {"x": NaN}}',
+            '{"to": "a@example.com", "subject": "S", "body": "B", "data": {"x": Infinity}}',
+        ):
+            path = "track" if "event" in raw else "send"
+            r = self.client.post(
+                f"/api/v1/{path}",
+                raw,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {self.secret_key}",
+            )
+            self.assertEqual(r.status_code, 422, raw)
+            self.assertEqual(r.json()["errors"][0]["field"], "data")
+
+    def test_the_public_key_cannot_undo_an_opt_out(self) -> None:
+        from postroom.contacts.models import Status
+
+        self.make_contact("ann@example.com", status=Status.UNSUBSCRIBED)
+        body = {"event": "e", "email": "ann@example.com", "subscribed": True}
+        self.assertEqual(
+            self.api("POST", "track", body, key=self.project.public_key).status_code, 200
+        )
+        self.assertEqual(Contact.objects.get().status, Status.UNSUBSCRIBED)
+        self.api("POST", "track", body)  # the secret key may
+        self.assertEqual(Contact.objects.get().status, Status.SUBSCRIBED)
+
+    def test_fields_made_from_unknown_keys_are_capped(self) -> None:
+        from unittest import mock
+
+        from postroom.contacts import actions
+
+        with mock.patch.object(actions, "MAX_FIELDS", 2):
+            body = {"event": "e", "email": "a@example.com", "data": {"a": 1, "b": 2}}
+            self.assertEqual(self.api("POST", "track", body).status_code, 200)
+            body["data"] = {"c": 3}
+            r = self.api("POST", "track", body)
+            self.assertEqual(r.status_code, 422)
+            self.assertIn("most it may have", r.json()["message"])

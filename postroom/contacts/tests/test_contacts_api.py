@@ -171,7 +171,8 @@ class OddInputApiTestCase(BaseTestCase):
             HTTP_AUTHORIZATION=f"Bearer {self.secret_key}",
         )
         self.assertEqual(r.status_code, 422)
-        self.assertEqual(r.json()["errors"][0]["field"], "data.n")
+        self.assertEqual(r.json()["errors"][0]["field"], "data")
+        self.assertIn("n: nan", r.json()["message"])
 
     def test_blank_segment_names_and_deep_rules_are_4xx(self) -> None:
         r = self.api("POST", "segments", {"name": "   ", "rules": {"match": "all", "rules": []}})

@@ -268,3 +268,15 @@ class SendersApiTestCase(BaseTestCase):
     def test_another_projects_sender_is_a_404(self) -> None:
         theirs = Sender.objects.get(project=self.charlies_project)
         self.assertEqual(self.api("GET", f"senders/{theirs.code}").status_code, 404)
+
+
+class BouncedContactsTestCase(BaseTestCase):
+    def test_transactional_mail_skips_bounced_and_complained_contacts(self) -> None:
+        self.make_contact("b@example.com", status=Status.BOUNCED)
+        self.make_contact("c@example.com", status=Status.COMPLAINED)
+        body = {"to": ["b@example.com", "c@example.com"], "subject": "S", "body": "B"}
+        self.assertEqual(self.api("POST", "send", body).status_code, 200)
+        drain()
+        self.assertEqual(
+            set(Message.objects.values_list("state", flat=True)), {Message.State.SKIPPED}
+        )
