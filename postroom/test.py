@@ -81,3 +81,13 @@ class BaseTestCase(TestCase):
         if method.upper() == "GET":
             return call(f"/api/v1/{path}", data, **headers)
         return call(f"/api/v1/{path}", data, content_type="application/json", **headers)
+
+    def assert_error(self, r, status: int, field: str | None = None) -> dict:
+        """An API error: `status`, our JSON shape with a message, naming `field` if given."""
+        self.assertEqual(r.status_code, status, r.content)
+        body = r.json()
+        self.assertIs(body["success"], False)
+        self.assertTrue(body["message"])
+        if field is not None:
+            self.assertIn(field, [e["field"] for e in body["errors"]], body)
+        return body

@@ -58,15 +58,6 @@ class CampaignsApiTestCase(BaseTestCase):
             body="B",
         )
 
-    def assert_error(self, r, status: int, field: str | None = None) -> dict:
-        self.assertEqual(r.status_code, status, r.content)
-        body = r.json()
-        self.assertIs(body["success"], False)
-        self.assertTrue(body["message"])
-        if field is not None:
-            self.assertIn(field, [e["field"] for e in body["errors"]], body)
-        return body
-
     # --- create, read, update, delete ----------------------------------------------------------
 
     def test_it_creates_a_draft_with_the_default_sender(self) -> None:

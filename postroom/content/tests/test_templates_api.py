@@ -16,15 +16,6 @@ class TemplatesApiTestCase(BaseTestCase):
         self.assertEqual(r.status_code, 201, r.content)
         return r.json()
 
-    def assert_error(self, r, status: int, field: str | None = None) -> dict:
-        self.assertEqual(r.status_code, status, r.content)
-        body = r.json()
-        self.assertIs(body["success"], False)
-        self.assertTrue(body["message"])
-        if field is not None:
-            self.assertIn(field, [e["field"] for e in body["errors"]], body)
-        return body
-
     def use_as_layout(self, template: dict, name: str) -> Campaign:
         sender = default_sender(self.project)
         return Campaign.objects.create(

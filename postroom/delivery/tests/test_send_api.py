@@ -24,11 +24,6 @@ class SendApiTestCase(BaseTestCase):
         raw = bytes(MailboxMessage.objects.get(message=message).raw)
         return email.message_from_bytes(raw, policy=default)
 
-    def assert_error(self, r, status: int, field: str) -> None:
-        self.assertEqual(r.status_code, status, r.content)
-        self.assertFalse(r.json()["success"])
-        self.assertIn(field, [e["field"] for e in r.json()["errors"]], r.json())
-
     def test_it_queues_a_personalised_email_and_answers_as_plunk_does(self) -> None:
         r = self.send(
             to={"name": "Ann Lee", "email": "Ann@Example.com"},
