@@ -25,12 +25,50 @@ from postroom.contacts.api import (
 from postroom.content.api import templates_router
 from postroom.delivery.api import router as delivery_router
 from postroom.delivery.api import senders_router
-from postroom.lib.apierrors import ApiError, error_body
+from postroom.lib.apierrors import CODES, ApiError, error_body
 from postroom.tracking.api import router as tracking_router
 
 log = logging.getLogger(__name__)
 
-api = NinjaAPI(
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["success", "code", "message", "errors"],
+    "properties": {
+        "success": {"type": "boolean", "const": False},
+        "code": {"type": "string", "enum": sorted(set(CODES.values()))},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+class PostroomAPI(NinjaAPI):
+    """django-ninja documents each operation's successes only: every operation also answers
+    4xx with our error shape, so the document says so once, here."""
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        error = {
+            "description": "Bad input, no or the wrong key, not found, a conflict, too many "
+            "requests: the message says which.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault("4XX", error)
+        return schema
+
+
+api = PostroomAPI(
     title="Postroom API",
     version="1",
     urls_namespace="api",

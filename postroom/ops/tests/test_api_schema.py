@@ -25,6 +25,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from postroom.accounts.actions import create_project
@@ -194,7 +195,13 @@ def error_shape(ctx, response, case) -> bool | None:
     return True
 
 
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, error_shape]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+    error_shape,
+]
 
 
 @pytest.fixture
