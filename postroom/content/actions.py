@@ -39,11 +39,14 @@ def check_content(
     return compiled
 
 
-def preview(project: Project, source: Source, contact: Contact | None) -> Rendered:
-    """What `contact` (or a sample reader) would get. Raises TemplateProblem."""
+def preview(
+    project: Project, source: Source, contact: Contact | None, data: dict | None = None
+) -> Rendered:
+    """What `contact` (or a sample reader) would get, with `data` as an event or an API send
+    would give it. Raises TemplateProblem."""
     compiled = compile_email(source)
     try:
-        return compiled.render(preview_context(project, contact))
+        return compiled.render(preview_context(project, contact, data))
     except TemplateProblem:
         raise
     except Deadline:

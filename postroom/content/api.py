@@ -25,13 +25,12 @@ from ninja import Status as Reply
 from ninja.errors import ValidationError
 
 from postroom.accounts.auth import secret_key_auth
-from postroom.accounts.models import Project
 from postroom.contacts.models import Contact
-from postroom.content.context import preview_context
+from postroom.content import actions
 from postroom.content.forms import TemplateForm, source_of
 from postroom.content.models import Template
-from postroom.content.render import Rendered, Source, compile_email
-from postroom.content.sandbox import RENDER_ERRORS, Deadline, TemplateProblem
+from postroom.content.render import Rendered
+from postroom.content.sandbox import TemplateProblem
 from postroom.content.schemas import (
     DeletedOut,
     PreviewIn,
@@ -131,20 +130,6 @@ def delete_template(request: HttpRequest, template_id: str) -> dict:
     return {"success": True, "id": code}
 
 
-def _preview(project: Project, source: Source, contact: Contact | None, data: dict) -> Rendered:
-    """content.actions.preview, with `data` as an API send would give it (preview() reads
-    none). Raises TemplateProblem."""
-    compiled = compile_email(source)
-    try:
-        return compiled.render(preview_context(project, contact, data))
-    except TemplateProblem:
-        raise
-    except Deadline:
-        raise TemplateProblem("the template took too long to render") from None
-    except RENDER_ERRORS as e:
-        raise TemplateProblem(f"for this contact: {e}") from None
-
-
 @templates_router.post("/{template_id}/preview", response=PreviewOut)
 def preview_template(request: HttpRequest, template_id: str, body: PreviewIn) -> Rendered:
     template = _get_template(request, template_id)
@@ -157,7 +142,7 @@ def preview_template(request: HttpRequest, template_id: str, body: PreviewIn) ->
     fields = model_to_dict(template, fields=TemplateForm.Meta.fields)
     source = dataclasses.replace(source_of(fields), subject=body.subject)
     try:
-        return _preview(request.auth, source, contact, body.data)
+        return actions.preview(request.auth, source, contact, body.data)
     except TemplateProblem as e:
         # The part as written ("Subject", "Text"), else the source or what was made from it.
         field = {"Subject": "subject", "Text": "text"}.get(e.part, "source")
