@@ -56,18 +56,23 @@ class BaseTestCase(TestCase):
     ) -> Contact:
         return create_contact(project or self.project, email, **kw)
 
-    def start_campaign(self, **fields):
-        """A campaign through the project's default sender (the Mailbox), started and
-        snapshotted into the ledger, its recipients queued."""
-        from postroom.campaigns import actions
+    def make_campaign(self, project: Project | None = None, **fields):
+        """A draft campaign through the project's default sender (the Mailbox)."""
         from postroom.campaigns.models import Campaign
         from postroom.delivery.actions import default_sender
 
-        sender = default_sender(self.project)
+        project = project or self.project
+        sender = default_sender(project)
         fields = {"name": "C", "subject": "S", "body": "Hello", **fields}
-        campaign = Campaign.objects.create(
-            project=self.project, sender=sender, from_email=sender.from_email, **fields
+        return Campaign.objects.create(
+            project=project, sender=sender, from_email=sender.from_email, **fields
         )
+
+    def start_campaign(self, **fields):
+        """A campaign started and snapshotted into the ledger, its recipients queued."""
+        from postroom.campaigns import actions
+
+        campaign = self.make_campaign(**fields)
         actions.start(campaign)
         actions.start_due_campaigns()
         return campaign

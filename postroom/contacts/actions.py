@@ -210,6 +210,20 @@ def field_key(name: str) -> str:
     return re.sub(r"[\s-]+", "_", CAMEL_HUMP.sub(r"_\1", name.strip())).lower()
 
 
+def api_data(data: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Data as sent to the API (Plunk's camelCase keys) as our field keys, and the names
+    inside it (firstName, lastName) that are the contact's own fields."""
+    fields: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        our_key = field_key(key)
+        if our_key in ("first_name", "last_name"):
+            names[our_key] = "" if value is None else str(value)
+        else:
+            fields[our_key] = value
+    return fields, names
+
+
 # A letter, then letters, digits and single underscores: safe in JSON paths and templates.
 FIELD_KEY = re.compile(r"^[a-z](?:_?[a-z0-9])*$")
 

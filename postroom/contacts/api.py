@@ -30,12 +30,10 @@ GET    /api/v1/segments/{id}/count       {"total": N, "subscribed": M}
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Query, Router
+from ninja import Field, Query, Router
 from ninja import Status as Reply
 
 from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
@@ -45,7 +43,7 @@ from postroom.contacts.actions import (
     ContactError,
     ContactFilter,
     DuplicateContact,
-    field_key,
+    api_data,
 )
 from postroom.contacts.models import (
     ConsentSource,
@@ -77,6 +75,7 @@ from postroom.contacts.schemas import (
 )
 from postroom.lib.apierrors import ApiError
 from postroom.lib.apiinput import InputSchema, find_unstorable
+from postroom.lib.emails import lookup_email
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 
@@ -124,25 +123,11 @@ def _contact_error(e: ContactError) -> ApiError:
 
 
 class ContactQuery(InputSchema):
-    limit: int = 100
+    limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None
     q: str = ""
     status: str = ""
     tag: str = ""
-
-
-def api_data(data: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Data as sent (Plunk's camelCase keys) as our field keys, and the names inside it
-    (firstName, lastName) that are the contact's own fields."""
-    fields: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    for key, value in (data or {}).items():
-        our_key = field_key(key)
-        if our_key in ("first_name", "last_name"):
-            names[our_key] = "" if value is None else str(value)
-        else:
-            fields[our_key] = value
-    return fields, names
 
 
 def status_from(status: str | None, subscribed: bool | None) -> str | None:
@@ -159,8 +144,6 @@ def status_from(status: str | None, subscribed: bool | None) -> str | None:
 def list_contacts(request: HttpRequest, query: Query[ContactQuery], response: HttpResponse):
     """Plunk's shape (a list); pages of `limit` newest first, the next one in the Link header
     and in X-Next-Cursor."""
-    if not 1 <= query.limit <= 1000:
-        raise ApiError(422, "must be between 1 and 1000.", "limit")
     if query.status and query.status not in Status.values:
         raise ApiError(422, f"must be one of {Status.values}.", "status")
     contact_filter = ContactFilter.from_dict(query.dict())
@@ -239,7 +222,7 @@ def _find_contact(request: HttpRequest, body: ContactRef) -> Contact:
         return _get_contact(request, body.id)
     if body.email:
         contact = Contact.objects.filter(
-            project=request.auth, email=body.email.strip().lower()
+            project=request.auth, email=lookup_email(body.email)
         ).first()
         if contact is not None:
             return contact
@@ -323,15 +306,13 @@ def suppression_out(suppression: Suppression) -> dict:
 
 
 class SuppressionQuery(InputSchema):
-    limit: int = 100
+    limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None
     q: str = ""
 
 
 @suppressions_router.get("", response=SuppressionPage)
 def list_suppressions(request: HttpRequest, query: Query[SuppressionQuery]) -> dict:
-    if not 1 <= query.limit <= 1000:
-        raise ApiError(422, "must be between 1 and 1000.", "limit")
     qs = Suppression.objects.filter(project=request.auth)
     if query.q.strip():
         qs = qs.filter(email__contains=query.q.strip().lower())
@@ -350,11 +331,9 @@ def create_suppression(request: HttpRequest, body: SuppressionIn) -> Reply:
 
 @suppressions_router.delete("/{email}", response=DeletedOut)
 def delete_suppression(request: HttpRequest, email: str) -> dict:
-    suppression = None
-    if find_unstorable(email) is None:
-        suppression = Suppression.objects.filter(
-            project=request.auth, email=email.strip().lower()
-        ).first()
+    suppression = Suppression.objects.filter(
+        project=request.auth, email=lookup_email(email)
+    ).first()
     if suppression is None:
         raise Http404("No such address on the suppression list.")
     actions.unsuppress(suppression)

@@ -22,14 +22,15 @@ def check_content(
     rather than at send time. Errors that depend on a recipient's data are left to the send,
     where they fail that recipient alone."""
     compiled = compile_email(source, prepared)
-    context = preview_context(project, None)
-    # The subject alone first, so that a problem in it is said to be there.
-    for part, run in (
-        ("Subject", lambda: render(compiled.subject, compiled.with_links(context))),
-        ("", lambda: compiled.render(context)),
+    context = compiled.with_links(preview_context(project, None))
+    # Each part once, named, so that a problem in the subject is said to be there.
+    for part, template in (
+        ("Subject", compiled.subject),
+        ("", compiled.html),
+        ("", compiled.text),
     ):
         try:
-            run()
+            render(template, context)
         except UndefinedError:  # data a sample reader lacks: judged per recipient
             pass
         except Deadline:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Query, Router
+from ninja import Field, Query, Router
 
 from postroom.accounts.auth import secret_key_auth
 from postroom.contacts.actions import ContactError
@@ -29,6 +29,7 @@ from postroom.delivery.schemas import (
 )
 from postroom.lib.apierrors import ApiError
 from postroom.lib.apiinput import InputSchema
+from postroom.lib.emails import lookup_email
 from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 from postroom.tracking.models import Event
@@ -125,7 +126,7 @@ def message_out(message: Message) -> dict:
 
 
 class MessageQuery(InputSchema):
-    limit: int = 50
+    limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
     state: str = ""
     kind: str = ""
@@ -134,8 +135,6 @@ class MessageQuery(InputSchema):
 
 @router.get("/messages", response=MessagePage)
 def list_messages(request: HttpRequest, query: Query[MessageQuery]) -> dict:
-    if not 1 <= query.limit <= 500:
-        raise ApiError(422, "must be between 1 and 500.", "limit")
     if query.state and query.state not in Message.State.values:
         raise ApiError(422, f"must be one of {Message.State.values}.", "state")
     if query.kind and query.kind not in Email.Kind.values:
@@ -146,7 +145,7 @@ def list_messages(request: HttpRequest, query: Query[MessageQuery]) -> dict:
     if query.kind:
         messages = messages.filter(email__kind=query.kind)
     if query.to:
-        messages = messages.filter(to_email=query.to.strip().lower())
+        messages = messages.filter(to_email=lookup_email(query.to) or query.to.strip())
     messages = messages.select_related("email", "contact")
     page = keyset_page(messages, after=query.cursor, size=query.limit)
     return {"items": [message_out(m) for m in page.items], "next_cursor": page.next_cursor}

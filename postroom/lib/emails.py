@@ -50,6 +50,14 @@ def normalise_sender_email(raw: str) -> str:
     return address
 
 
+def lookup_email(raw: str) -> str | None:
+    """`raw` as Postroom stores addresses, to look one up; None when it cannot be one."""
+    try:
+        return normalise_email(raw)
+    except InvalidEmail:
+        return None
+
+
 def is_valid_email(raw: str) -> bool:
     try:
         normalise_email(raw)

@@ -19,6 +19,7 @@ from postroom.accounts.models import Project
 from postroom.contacts.actions import (
     ContactError,
     Upsert,
+    api_data,
     contact_upsert,
     field_key,
     run_contact_upsert,
@@ -179,8 +180,7 @@ def split_track_data(data: dict[str, Any]) -> TrackData:
     if len(data) > MAX_EVENT_DATA_KEYS:
         raise ContactError("data", f"at most {MAX_EVENT_DATA_KEYS} keys.")
     event: dict[str, Any] = {}
-    upsert = Upsert()
-    keys: dict[str, str] = {}
+    kept: dict[str, Any] = {}
     for name, raw in data.items():
         value, persistent = raw, True
         if isinstance(raw, dict) and "value" in raw and set(raw) <= {"value", "persistent"}:
@@ -188,21 +188,18 @@ def split_track_data(data: dict[str, Any]) -> TrackData:
         event[name] = value
         if not persistent or value == "":
             continue
-        key = field_key(name)
         if isinstance(value, dict | list):
             raise ContactError(
                 f"data.{name}",
                 "a value kept on the contact is text, a number, a date or true/false; "
                 'send {"value": ..., "persistent": false} to keep it on the event only.',
             )
-        keys[key] = name
-        if key in ("first_name", "last_name"):
-            setattr(upsert, key, "" if value is None else str(value))
-        else:
-            upsert.data[key] = value
+        kept[name] = value
     if len(json.dumps(event, default=str)) > MAX_EVENT_DATA_BYTES:
         raise ContactError("data", f"at most {MAX_EVENT_DATA_BYTES // 1024} KB of JSON.")
-    return TrackData(event, upsert, keys)
+    fields, names = api_data(kept)
+    upsert = Upsert(data=fields, **names)
+    return TrackData(event, upsert, {field_key(name): name for name in kept})
 
 
 @dataclass

@@ -11,7 +11,7 @@ import datetime as dt
 
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Query, Router
+from ninja import Field, Query, Router
 
 from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
 from postroom.accounts.forms import client_ip
@@ -54,7 +54,7 @@ def track_event(request: HttpRequest, body: TrackIn) -> dict:
 
 
 class EventQuery(InputSchema):
-    limit: int = 50
+    limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
     kind: str = ""
     name: str = ""
@@ -91,8 +91,6 @@ def _in_utc(when: dt.datetime, field: str) -> dt.datetime:
 
 @router.get("/events", response=EventPage, auth=secret_key_auth)
 def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
-    if not 1 <= query.limit <= 500:
-        raise ApiError(422, "must be between 1 and 500.", "limit")
     if query.kind and query.kind not in Event.Kind.values:
         raise ApiError(422, f"must be one of {Event.Kind.values}.", "kind")
     events = Event.objects.filter(project=request.auth)

@@ -437,20 +437,9 @@ class StartRaceTestCase(BaseTestCase):
     """The worker may start a campaign between the moment a page or a request read it and
     the moment it writes: nothing may put it back to scheduled, to be started twice."""
 
-    def campaign(self):
-        sender = default_sender(self.project)
-        return Campaign.objects.create(
-            project=self.project,
-            sender=sender,
-            from_email=sender.from_email,
-            name="C",
-            subject="S",
-            body="Hello",
-        )
-
     def test_an_edit_saved_after_the_start_is_refused(self) -> None:
         self.make_contact("ann@example.com")
-        campaign = self.campaign()
+        campaign = self.make_campaign()
         stale = Campaign.objects.get(pk=campaign.pk)
         actions.start(campaign)
         actions.start_due_campaigns()
@@ -462,7 +451,7 @@ class StartRaceTestCase(BaseTestCase):
     def test_a_second_start_from_a_stale_copy_is_refused(self) -> None:
 
         self.make_contact("ann@example.com")
-        campaign = self.campaign()
+        campaign = self.make_campaign()
         stale = Campaign.objects.get(pk=campaign.pk)
         actions.start(campaign)
         actions.start_due_campaigns()
@@ -474,7 +463,7 @@ class StartRaceTestCase(BaseTestCase):
 
     def test_the_edit_page_says_so(self) -> None:
 
-        campaign = self.campaign()
+        campaign = self.make_campaign()
         self.login()
         Campaign.objects.filter(pk=campaign.pk).update(state="sending")
         # The page read it editable a moment ago; the POST arrives after the start.

@@ -48,15 +48,7 @@ class CampaignsApiTestCase(BaseTestCase):
         return Campaign.objects.get(code=body["id"])
 
     def charlies_campaign(self) -> Campaign:
-        sender = default_sender(self.charlies_project)
-        return Campaign.objects.create(
-            project=self.charlies_project,
-            sender=sender,
-            from_email=sender.from_email,
-            name="Charlie's",
-            subject="S",
-            body="B",
-        )
+        return self.make_campaign(self.charlies_project, name="Charlie's", body="B")
 
     # --- create, read, update, delete ----------------------------------------------------------
 
