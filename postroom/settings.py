@@ -20,6 +20,11 @@ DATA_DIR = Path(envstr("POSTROOM_DATA_DIR", "data")).resolve()
 # Images uploaded for emails, served publicly at /i/<code>.<ext> (content.views.image_file).
 UPLOADS_DIR = Path(envstr("POSTROOM_UPLOADS_DIR", str(DATA_DIR / "uploads"))).resolve()
 UPLOAD_MAX_BYTES = envint("POSTROOM_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
+# Contact import files, kept until IMPORT_KEEP_DAYS after their import finished.
+IMPORTS_DIR = Path(envstr("POSTROOM_IMPORTS_DIR", str(DATA_DIR / "imports"))).resolve()
+# The largest import file, after unzipping (a million six-column rows is about 80 MB).
+IMPORT_MAX_BYTES = envint("POSTROOM_IMPORT_MAX_BYTES", 1024 * 1024 * 1024)
+IMPORT_KEEP_DAYS = envint("POSTROOM_IMPORT_KEEP_DAYS", 7)
 
 SECRET_KEY = envsecret("SECRET_KEY") or persisted_secret(DATA_DIR / "secret_key")
 DEBUG = envbool("DEBUG", False)
@@ -55,6 +60,7 @@ INSTALLED_APPS = [
     "ninja",
     "postroom.accounts",
     "postroom.contacts",
+    "postroom.imports",
     "postroom.delivery",
     "postroom.content",
     "postroom.tracking",

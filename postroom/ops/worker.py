@@ -26,6 +26,7 @@ from postroom.campaigns.stalls import check_stalled_campaigns
 from postroom.contacts.actions import handle_one_bulk_action
 from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.delivery.transports import open_transports
+from postroom.imports.actions import handle_one_import, prune_imports, release_imports
 from postroom.ops.models import WorkerHeartbeat
 
 log = logging.getLogger("postroom.worker")
@@ -35,6 +36,7 @@ STEPS: list[Callable[[], bool]] = [
     requeue_due,
     handle_one_send_batch,
     handle_one_bulk_action,
+    handle_one_import,
     cancel_unsent_recipients,
     finish_done_campaigns,
 ]
@@ -44,7 +46,12 @@ PERIODIC: list[Callable[[], object]] = [
     prune_login_failures,
     prune_api_records,
     check_stalled_campaigns,
+    prune_imports,
 ]
+
+# A step returning True is called again at once, up to 100 times or for this long: an import
+# or a bulk action (a fifth of a second a call) must not hold back sending for long.
+STEP_BUDGET_SECONDS = 1.0
 
 
 def worker_name() -> str:
@@ -72,10 +79,13 @@ class Worker:
         found = False
         for step in STEPS:
             # Bounded so that one busy queue cannot starve the others or the heartbeat.
+            deadline = time.monotonic() + STEP_BUDGET_SECONDS
             for _ in range(100):
                 if self.stopping or not step():
                     break
                 found = True
+                if time.monotonic() > deadline:
+                    break
         open_transports.close_idle()
         if time.monotonic() - self.last_periodic >= 60:
             for job in PERIODIC:
@@ -105,6 +115,7 @@ class Worker:
             if not found:
                 self.sleep(self.idle_sleep)
         open_transports.close_all()
+        release_imports()
         WorkerHeartbeat.objects.filter(name=self.name).update(stopped_at=timezone.now())
         log.info("worker %s stopped", self.name)
 

@@ -1,0 +1,844 @@
+"""Contact imports: store and sniff an upload, configure it, and run it in the worker.
+
+The worker reads the file in chunks of CHUNK records. Each chunk's contacts, tags, report rows
+and the checkpoint (Import.records_done) commit in one transaction, so a worker killed at any
+moment leaves the import exactly at a checkpoint: the next claim resumes there, nothing lost,
+nothing done twice. Between chunks the open file and the set of addresses seen so far stay in
+this process (ImportSession); a worker that takes an import over from a dead one rebuilds
+both by reading the file up to the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import timedelta as td
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from postroom.accounts.models import Project, User
+from postroom.contacts.actions import (
+    ContactError,
+    clean_tag_names,
+    field_definitions,
+    get_or_create_tags,
+)
+from postroom.contacts.models import (
+    ConsentSource,
+    Contact,
+    ContactTag,
+    FieldDefinition,
+    Status,
+    Suppression,
+)
+from postroom.imports.columns import MappingError, auto_mapping, clean_mapping, is_known_header
+from postroom.imports.models import Import, ImportIssue
+from postroom.imports.rows import (
+    ContactRow,
+    Record,
+    RecordReader,
+    RowParser,
+    RowRejected,
+    count_records,
+    raw_text,
+    read_preview,
+)
+from postroom.lib.csvsniff import DELIMITERS, ENCODINGS, SAMPLE_BYTES, sniff
+
+log = logging.getLogger(__name__)
+
+# Records per transaction: about a fifth of a second of work, so a killed worker loses little
+# and the progress bar moves smoothly.
+CHUNK = 5000
+# Rows per INSERT statement (SQLite allows 32,766 parameters; a contact takes 13).
+INSERT_BATCH = 500
+DATA_EXTENSIONS = (".csv", ".tsv", ".txt")
+
+
+class ImportProblem(ValueError):
+    """Bad import input; `field` names the setting or file at fault."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+# --- upload and settings ---------------------------------------------------------------------
+
+
+def create_import(
+    project: Project,
+    upload: IO[bytes],
+    file_name: str,
+    user: User | None = None,
+    source: str = Import.Source.DASHBOARD,
+) -> Import:
+    """Store an uploaded file (unzipped when it is a .zip), guess its encoding, delimiter and
+    header, and map its columns: an Import in state draft, to be configured and started."""
+    file_name = os.path.basename(file_name or "contacts.csv")[:255] or "contacts.csv"
+    imp = Import(project=project, file_name=file_name, created_by=user, source=source)
+    settings.IMPORTS_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        imp.file_size = store_upload(upload, file_name, imp.path)
+        with open(imp.path, "rb") as f:
+            sample = f.read(SAMPLE_BYTES)
+        if not sample.strip():
+            raise ImportProblem("file", "the file is empty.")
+        sniffed = sniff(sample, is_known_header)
+        imp.detected = {
+            "encoding": sniffed.encoding,
+            "delimiter": sniffed.delimiter,
+            "has_header": sniffed.has_header,
+        }
+        imp.encoding, imp.delimiter = sniffed.encoding, sniffed.delimiter
+        imp.has_header = sniffed.has_header
+        remap(imp)
+        imp.save()
+    except BaseException:
+        imp.path.unlink(missing_ok=True)
+        raise
+    return imp
+
+
+def store_upload(upload: IO[bytes], file_name: str, path: Path) -> int:
+    """Copy the upload to `path`, the data file inside it if it is a zip; its size in bytes."""
+    limit = settings.IMPORT_MAX_BYTES
+    if file_name.lower().endswith(".zip"):
+        try:
+            archive = zipfile.ZipFile(upload)
+        except zipfile.BadZipFile:
+            raise ImportProblem("file", "the .zip file cannot be opened.") from None
+        with archive:
+            members = [
+                m
+                for m in archive.infolist()
+                if not m.is_dir()
+                and m.filename.lower().endswith(DATA_EXTENSIONS)
+                and not m.filename.startswith("__MACOSX/")
+            ]
+            if len(members) != 1:
+                raise ImportProblem(
+                    "file",
+                    f"the .zip must hold one .csv, .tsv or .txt file; it holds {len(members)}.",
+                )
+            with archive.open(members[0]) as source:
+                return _copy_limited(source, path, limit)
+    if not file_name.lower().endswith(DATA_EXTENSIONS):
+        raise ImportProblem("file", "upload a .csv, .tsv or .txt file, or a .zip holding one.")
+    return _copy_limited(upload, path, limit)
+
+
+def _copy_limited(source: IO[bytes], path: Path, limit: int) -> int:
+    """Copy in blocks, stopping at `limit` bytes (a zip can unpack to far more than it weighs)."""
+    size = 0
+    with open(path, "wb") as out:
+        while block := source.read(1024 * 1024):
+            size += len(block)
+            if size > limit:
+                raise ImportProblem("file", f"the file is larger than {limit // 2**20} MB.")
+            out.write(block)
+    return size
+
+
+def remap(imp: Import) -> None:
+    """Read the header (or first rows) again with the current settings and map the columns."""
+    headers, records = read_preview(imp.path, imp.encoding, imp.delimiter, imp.has_header, 20)
+    imp.headers = headers
+    sample = [r.cells for r in records if r.cells]
+    imp.mapping = auto_mapping(headers, field_definitions(imp.project), sample)
+
+
+def preview(imp: Import, limit: int = 10) -> list[Record]:
+    return read_preview(imp.path, imp.encoding, imp.delimiter, imp.has_header, limit)[1]
+
+
+def file_width(imp: Import) -> int:
+    if imp.has_header and imp.headers:
+        return len(imp.headers)
+    return max((len(r.cells or []) for r in preview(imp, 20)), default=1)
+
+
+@dataclass
+class ImportSettings:
+    """What a person may choose before starting; None leaves a setting as it is."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    has_header: bool | None = None
+    mapping: list | None = None
+    mode: str | None = None
+    overwrite: list[str] | None = None
+    tags: list[str] | None = None
+    dry_run: bool | None = None
+
+
+def configure_import(imp: Import, chosen: ImportSettings) -> Import:
+    """Apply the chosen settings to a draft, checking each (ImportProblem names the setting).
+    A new encoding, delimiter or header choice re-reads the columns and maps them again,
+    unless a mapping is given too."""
+    if imp.state != Import.State.DRAFT:
+        raise ImportProblem("state", f"the import is {imp.get_state_display().lower()}.")
+    reread = False
+    if chosen.encoding is not None and chosen.encoding != imp.encoding:
+        if chosen.encoding not in ENCODINGS:
+            raise ImportProblem("encoding", f"one of {', '.join(ENCODINGS)}.")
+        imp.encoding, reread = chosen.encoding, True
+    if chosen.delimiter is not None and chosen.delimiter != imp.delimiter:
+        delimiter = "\t" if chosen.delimiter in ("tab", "\\t") else chosen.delimiter
+        if delimiter not in DELIMITERS:
+            raise ImportProblem("delimiter", "one of , ; | or tab.")
+        imp.delimiter, reread = delimiter, True
+    if chosen.has_header is not None and chosen.has_header != imp.has_header:
+        imp.has_header, reread = chosen.has_header, True
+    if reread:
+        remap(imp)
+    if chosen.mapping is not None:
+        try:
+            imp.mapping = clean_mapping(
+                chosen.mapping, file_width(imp), field_definitions(imp.project)
+            )
+        except MappingError as e:
+            raise ImportProblem(e.field, e.message) from None
+    if chosen.mode is not None:
+        if chosen.mode not in Import.Mode.values:
+            raise ImportProblem("mode", f"one of {', '.join(Import.Mode.values)}.")
+        imp.mode = chosen.mode
+    if chosen.overwrite is not None:
+        unknown = set(chosen.overwrite) - set(Import.OVERWRITABLE)
+        if unknown:
+            raise ImportProblem("overwrite", f"choose from {', '.join(Import.OVERWRITABLE)}.")
+        imp.overwrite = sorted(set(chosen.overwrite))
+    if chosen.tags is not None:
+        try:
+            imp.tags = clean_tag_names(chosen.tags)
+        except ContactError as e:
+            raise ImportProblem("tags", e.message) from None
+    if chosen.dry_run is not None:
+        imp.dry_run = chosen.dry_run
+    imp.save()
+    return imp
+
+
+def start_import(imp: Import) -> Import:
+    """Check the mapping once more, create the custom fields it names (not in a dry run), and
+    queue the import for the worker."""
+    if imp.state != Import.State.DRAFT:
+        raise ImportProblem("state", f"the import is {imp.get_state_display().lower()}.")
+    fields = field_definitions(imp.project)
+    try:
+        imp.mapping = clean_mapping(imp.mapping, file_width(imp), fields)
+    except MappingError as e:
+        raise ImportProblem(e.field, e.message) from None
+    with transaction.atomic():
+        if not imp.dry_run and imp.mode in (Import.Mode.CREATE, Import.Mode.UPSERT):
+            create_mapped_fields(imp.project, imp.mapping)
+        imp.state = Import.State.PENDING
+        imp.save()
+    return imp
+
+
+def create_mapped_fields(project: Project, mapping: list[dict[str, Any]]) -> None:
+    for entry in mapping:
+        if entry["target"] == "field" and "type" in entry:
+            FieldDefinition.objects.get_or_create(
+                project=project,
+                key=entry["field"],
+                defaults={
+                    "label": entry["field"].replace("_", " ").capitalize()[:100],
+                    "type": entry["type"],
+                },
+            )
+            del entry["type"]
+
+
+def cancel_import(imp: Import) -> bool:
+    """Stop a draft, waiting or running import; what is committed stays. False if finished."""
+    cancelled = Import.objects.filter(
+        pk=imp.pk, state__in=[Import.State.DRAFT, Import.State.PENDING, Import.State.RUNNING]
+    ).update(state=Import.State.CANCELLED, finished_at=timezone.now(), lease_until=None)
+    imp.refresh_from_db()
+    return cancelled == 1
+
+
+def repeat_for_real(imp: Import, user: User | None) -> Import:
+    """After a dry run: the same file and settings, queued to import for real."""
+    if not imp.dry_run or imp.state != Import.State.DONE:
+        raise ImportProblem("state", "only a finished dry run can be run for real.")
+    if not imp.path.exists():
+        raise ImportProblem("file", "the file of this dry run was removed: upload it again.")
+    again = Import(
+        project=imp.project,
+        source=imp.source,
+        created_by=user,
+        **{
+            name: getattr(imp, name)
+            for name in (
+                "file_name",
+                "file_size",
+                "detected",
+                "encoding",
+                "delimiter",
+                "has_header",
+                "headers",
+                "mapping",
+                "mode",
+                "overwrite",
+                "tags",
+            )
+        },
+    )
+    shutil.copyfile(imp.path, again.path)
+    again.save()
+    return start_import(again)
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """Another worker took the import over, or it was cancelled: stop, commit nothing."""
+
+
+@dataclass
+class ImportSession:
+    """What a worker keeps between the chunks of an import it holds."""
+
+    reader: RecordReader
+    parser: RowParser
+    # Hashes of the addresses of accepted rows so far: duplicates inside the file. Hashes,
+    # not strings, keep a million addresses in tens of MB.
+    seen: set[int] = field(default_factory=set)
+    tag_ids: dict[str, int] = field(default_factory=dict)
+    lease_until: Any = None
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+sessions: dict[int, ImportSession] = {}
+
+
+def drop_session(import_id: int) -> None:
+    session = sessions.pop(import_id, None)
+    if session is not None:
+        session.close()
+
+
+def claim_import(only: int | None = None) -> Import | None:
+    """An import this worker holds (continue), else a pending one or one whose worker died;
+    `only` limits the choice to one import (the CLI runs its own)."""
+    now = timezone.now()
+    for import_id, session in list(sessions.items()):
+        if only is not None and import_id != only:
+            continue
+        held = Import.objects.filter(
+            pk=import_id, state=Import.State.RUNNING, lease_until=session.lease_until
+        )
+        if held.update(lease_until=now + Import.LEASE) == 1:
+            session.lease_until = now + Import.LEASE
+            return Import.objects.select_related("project").get(pk=import_id)
+        drop_session(import_id)  # cancelled, or taken over after a stall
+    candidates = Import.objects.filter(
+        Q(state=Import.State.PENDING)
+        | Q(state=Import.State.RUNNING, lease_until__lt=now)
+        | Q(state=Import.State.RUNNING, lease_until=None)
+    ).order_by("id")
+    if only is not None:
+        candidates = candidates.filter(pk=only)
+    for imp in candidates[:5]:
+        claimed = Import.objects.filter(
+            pk=imp.pk, state=imp.state, lease_until=imp.lease_until
+        ).update(state=Import.State.RUNNING, lease_until=now + Import.LEASE)
+        if claimed == 1:  # else another worker got there first
+            imp = Import.objects.select_related("project").get(pk=imp.pk)
+            drop_session(imp.pk)
+            return imp
+    return None
+
+
+def release_imports() -> None:
+    """On a clean worker stop: hand held imports over at once instead of at lease expiry."""
+    for import_id, session in list(sessions.items()):
+        Import.objects.filter(
+            pk=import_id, state=Import.State.RUNNING, lease_until=session.lease_until
+        ).update(lease_until=None)
+        drop_session(import_id)
+
+
+def handle_one_import(only: int | None = None) -> bool:
+    """Worker step: one chunk of one import. True when there was work."""
+    imp = claim_import(only)
+    if imp is None:
+        return False
+    try:
+        run_import_chunk(imp)
+    except LeaseLost:
+        drop_session(imp.pk)
+        log.warning("import %s: lease lost (cancelled or taken over), chunk rolled back", imp.code)
+    except (OperationalError, InterfaceError):
+        # Nothing of this chunk was committed; the lease runs out and the import is resumed
+        # from its checkpoint by whichever worker claims it.
+        drop_session(imp.pk)
+        log.warning("import %s: database error, will resume", imp.code, exc_info=True)
+        return False
+    except Exception as e:
+        drop_session(imp.pk)
+        log.exception("import %s failed", imp.code)
+        with contextlib.suppress(LeaseLost):
+            _while_leased(
+                imp,
+                state=Import.State.FAILED,
+                error=str(e)[:500],
+                finished_at=timezone.now(),
+                lease_until=None,
+            )
+    return True
+
+
+def _while_leased(imp: Import, **changes) -> None:
+    """Write `changes` only while this worker holds the lease; else raise LeaseLost."""
+    held = Import.objects.filter(pk=imp.pk, state=Import.State.RUNNING, lease_until=imp.lease_until)
+    if held.update(**changes) != 1:
+        raise LeaseLost(str(imp.code))
+
+
+def open_session(imp: Import) -> ImportSession:
+    """Open the file and read it up to the checkpoint, remembering the addresses accepted
+    before it, exactly as the chunks that committed them did."""
+    if not imp.path.exists():
+        raise FileNotFoundError("the uploaded file is gone (removed from the imports folder).")
+    width = len(imp.mapping)
+    reader = RecordReader(imp.path, imp.encoding, imp.delimiter, imp.has_header, width)
+    emails_only = imp.mode in (Import.Mode.UNSUBSCRIBE, Import.Mode.SUPPRESS)
+    parser = RowParser(
+        imp.mapping, field_definitions(imp.project), imp.delimiter, width, emails_only
+    )
+    session = ImportSession(reader=reader, parser=parser, lease_until=imp.lease_until)
+    while reader.records < imp.records_done:
+        record = reader.next()
+        if record is None:
+            break
+        with contextlib.suppress(RowRejected):
+            if record.cells and any(record.cells):
+                session.seen.add(hash(parser.parse(record).email))
+    return session
+
+
+def run_import_chunk(imp: Import) -> None:
+    session = sessions.get(imp.pk)
+    if session is None or session.reader.records != imp.records_done:
+        drop_session(imp.pk)
+        session = sessions[imp.pk] = open_session(imp)
+    session.lease_until = imp.lease_until
+    if imp.total_rows is None:
+        imp.total_rows = count_records(
+            imp.path, imp.encoding, imp.delimiter, imp.has_header, len(imp.mapping)
+        )
+        imp.started_at = timezone.now()
+        _while_leased(imp, total_rows=imp.total_rows, started_at=imp.started_at)
+    rows, issues, consumed, finished = read_chunk(imp, session)
+    with transaction.atomic():
+        counts = write_rows(imp, session, rows, issues)
+        ImportIssue.objects.bulk_create(issues, batch_size=1000)
+        counts["rejected"] = sum(1 for i in issues if i.kind == ImportIssue.Kind.REJECTED)
+        counts["skipped"] = counts.get("skipped", 0) + len(issues) - counts["rejected"]
+        # The checkpoint commits with the chunk's rows, or (lease lost) neither does.
+        _while_leased(
+            imp,
+            records_done=imp.records_done + consumed,
+            state=Import.State.DONE if finished else Import.State.RUNNING,
+            finished_at=timezone.now() if finished else None,
+            lease_until=None if finished else imp.lease_until,
+            **{name: F(name) + n for name, n in counts.items() if n},
+        )
+    if finished:
+        drop_session(imp.pk)
+
+
+def read_chunk(
+    imp: Import, session: ImportSession
+) -> tuple[list[ContactRow], list[ImportIssue], int, bool]:
+    """The next CHUNK records: rows to write, rows turned away, records read, end of file."""
+    rows: list[ContactRow] = []
+    issues: list[ImportIssue] = []
+    reader, parser, seen = session.reader, session.parser, session.seen
+    start = reader.records
+    finished = False
+    while reader.records - start < CHUNK:
+        record = reader.next()
+        if record is None:
+            finished = True
+            break
+        if record.error:
+            issues.append(issue(imp, record, ImportIssue.Kind.REJECTED, record.error))
+            continue
+        if not record.cells or not any(record.cells):
+            continue  # a blank line
+        try:
+            row = parser.parse(record)
+        except RowRejected as e:
+            issues.append(issue(imp, record, ImportIssue.Kind.REJECTED, str(e)))
+            continue
+        key = hash(row.email)
+        if key in seen:
+            reason = f"duplicate: {row.email} is on an earlier line of the file."
+            issues.append(issue(imp, record, ImportIssue.Kind.SKIPPED, reason))
+            continue
+        seen.add(key)
+        row.raw = raw_text(record, imp.delimiter)
+        rows.append(row)
+    return rows, issues, reader.records - start, finished
+
+
+def issue(imp: Import, record: Record, kind: str, reason: str) -> ImportIssue:
+    line = record.line
+    if record.last_line - record.line > 1 and kind == ImportIssue.Kind.REJECTED:
+        reason = f"{reason} (the row runs over lines {record.line}-{record.last_line})"
+    return ImportIssue(
+        run=imp, line=line, kind=kind, reason=reason[:300], raw=raw_text(record, imp.delimiter)
+    )
+
+
+# --- writing a chunk ----------------------------------------------------------------------------
+
+
+def write_rows(
+    imp: Import, session: ImportSession, rows: list[ContactRow], issues: list[ImportIssue]
+) -> dict[str, int]:
+    if not rows:
+        return {}
+    if imp.mode == Import.Mode.SUPPRESS:
+        return write_suppressions(imp, rows)
+    existing = existing_contacts(imp.project, [r.email for r in rows])
+    if imp.mode == Import.Mode.UNSUBSCRIBE:
+        return write_unsubscribes(imp, rows, existing, issues)
+    new = [r for r in rows if r.email not in existing]
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0}
+    if imp.mode == Import.Mode.CREATE:
+        for row in rows:
+            if row.email in existing:
+                reason = f"{row.email} is already a contact (this import adds new ones only)."
+                issues.append(skipped(imp, row, reason))
+    else:
+        updates, unchanged = plan_updates(imp, session, rows, existing)
+        counts["unchanged"] = unchanged
+        counts["updated"] = len(updates)
+        if not imp.dry_run:
+            apply_updates(session, updates)
+    if imp.dry_run:
+        counts["created"] = len(new)
+        return counts
+    created_ids = insert_contacts(imp, new)
+    counts["created"] = len(created_ids)
+    for row in new:
+        if row.email not in created_ids:  # added beside this import, after our lookup
+            issues.append(skipped(imp, row, f"{row.email} was added while the import ran."))
+    tag_rows(session, imp, [(created_ids[r.email], r) for r in new if r.email in created_ids])
+    return counts
+
+
+def skipped(imp: Import, row: ContactRow, reason: str) -> ImportIssue:
+    return ImportIssue(
+        run=imp, line=row.line, kind=ImportIssue.Kind.SKIPPED, reason=reason[:300], raw=row.raw
+    )
+
+
+@dataclass
+class Existing:
+    id: int
+    first_name: str
+    last_name: str
+    data: dict
+    status: str
+    tag_ids: set[int] = field(default_factory=set)
+
+
+def existing_contacts(project: Project, emails: list[str]) -> dict[str, Existing]:
+    found = Contact.objects.filter(project=project, email__in=emails).values_list(
+        "email", "id", "first_name", "last_name", "data", "status"
+    )
+    return {email: Existing(*rest) for email, *rest in found}
+
+
+def insert_contacts(imp: Import, rows: list[ContactRow]) -> dict[str, int]:
+    """INSERT the new contacts, many to a statement; their ids by address. A contact someone
+    added since the lookup is left alone (ON CONFLICT DO NOTHING) and missing from the result."""
+    if not rows:
+        return {}
+    postgres = connection.vendor == "postgresql"
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
+    table = Contact._meta.db_table
+    one = "(%s, %s, %s, %s, %s, {}, %s, %s, %s, %s, %s, %s, %s)".format(
+        "%s::jsonb" if postgres else "%s"
+    )
+    ids: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_BATCH):
+            batch = rows[start : start + INSERT_BATCH]
+            params: list[Any] = []
+            for row in batch:
+                status = row.status or Status.SUBSCRIBED
+                subscribed = status == Status.SUBSCRIBED
+                code = uuid.uuid4()
+                params += [
+                    imp.project_id,
+                    code if postgres else code.hex,
+                    row.email,
+                    row.first_name,
+                    row.last_name,
+                    json.dumps(row.data),
+                    status,
+                    None if subscribed else now,
+                    "" if subscribed else f"Imported as {status} from {imp.file_name}"[:200],
+                    adapt(row.consent_at or timezone.now()) if subscribed else None,
+                    ConsentSource.IMPORT,
+                    now,
+                    now,
+                ]
+            cursor.execute(
+                f"INSERT INTO {table} (project_id, code, email, first_name, last_name, data, "  # noqa: S608
+                "status, status_changed_at, status_reason, consent_at, consent_source, "
+                "created_at, updated_at) VALUES "
+                + ", ".join([one] * len(batch))
+                + " ON CONFLICT (project_id, email) DO NOTHING RETURNING id, email",
+                params,
+            )
+            ids.update((email, contact_id) for contact_id, email in cursor.fetchall())
+    return ids
+
+
+@dataclass
+class Update:
+    contact_id: int
+    existing: Existing
+    row: ContactRow
+    fields: dict[str, Any]
+    new_tag_ids: list[int]
+
+
+def plan_updates(
+    imp: Import, session: ImportSession, rows: list[ContactRow], existing: dict[str, Existing]
+) -> tuple[list[Update], int]:
+    """For mode upsert: what changes on each existing contact; (changes, unchanged count).
+    Empty cells never blank a value; a value is replaced only if its kind may be overwritten,
+    else it only fills a blank. Tags are added, never removed."""
+    current = [existing[r.email] for r in rows if r.email in existing]
+    tag_ids_by_row = {id(r): row_tag_ids(session, imp, r) for r in rows if r.email in existing}
+    if any(tag_ids_by_row.values()):
+        have = ContactTag.objects.filter(contact_id__in=[c.id for c in current]).values_list(
+            "contact_id", "tag_id"
+        )
+        by_id = {c.id: c for c in current}
+        for contact_id, tag_id in have:
+            by_id[contact_id].tag_ids.add(tag_id)
+    overwrite = set(imp.overwrite)
+    updates, unchanged = [], 0
+    for row in rows:
+        was = existing.get(row.email)
+        if was is None:
+            continue
+        changes: dict[str, Any] = {}
+        for name in ("first_name", "last_name"):
+            value = getattr(row, name)
+            if (
+                value
+                and value != getattr(was, name)
+                and ("names" in overwrite or not getattr(was, name))
+            ):
+                changes[name] = value
+        data = dict(was.data)
+        for key, value in row.data.items():
+            if data.get(key) != value and ("data" in overwrite or data.get(key) in (None, "")):
+                data[key] = value
+        if data != was.data:
+            changes["data"] = data
+        # A suppressed address (bounced, complained) is not resubscribed by a file.
+        resubscribes_suppressed = row.status == Status.SUBSCRIBED and was.status in (
+            Status.BOUNCED,
+            Status.COMPLAINED,
+        )
+        status_may_change = "status" in overwrite and not resubscribes_suppressed
+        if row.status and row.status != was.status and status_may_change:
+            changes["status"] = row.status
+        new_tags = [t for t in tag_ids_by_row[id(row)] if t not in was.tag_ids]
+        if changes or new_tags:
+            updates.append(Update(was.id, was, row, changes, new_tags))
+        else:
+            unchanged += 1
+    return updates, unchanged
+
+
+def apply_updates(session: ImportSession, updates: list[Update]) -> None:
+    postgres = connection.vendor == "postgresql"
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
+    table = Contact._meta.db_table
+    changed = [u for u in updates if u.fields]
+    with connection.cursor() as cursor:
+        if changed:
+            cursor.executemany(
+                f"UPDATE {table} SET first_name = %s, last_name = %s, "  # noqa: S608
+                f"data = {'%s::jsonb' if postgres else '%s'}, status = %s, "
+                "status_changed_at = COALESCE(%s, status_changed_at), "
+                "status_reason = COALESCE(%s, status_reason), "
+                "consent_at = COALESCE(%s, consent_at), "
+                "consent_source = COALESCE(%s, consent_source), updated_at = %s WHERE id = %s",
+                [update_params(u, now) for u in changed],
+            )
+    insert_tags([(u.contact_id, tag_id) for u in updates for tag_id in u.new_tag_ids], now)
+
+
+def update_params(update: Update, now: Any) -> list[Any]:
+    was, fields = update.existing, update.fields
+    status = fields.get("status", was.status)
+    status_changed = "status" in fields
+    consented = status_changed and status == Status.SUBSCRIBED
+    consent_at = connection.ops.adapt_datetimefield_value(update.row.consent_at) or now
+    return [
+        fields.get("first_name", was.first_name),
+        fields.get("last_name", was.last_name),
+        json.dumps(fields.get("data", was.data)),
+        status,
+        now if status_changed else None,
+        f"Set to {status} by an import" if status_changed else None,
+        consent_at if consented else None,
+        ConsentSource.IMPORT if consented else None,
+        now,
+        update.contact_id,
+    ]
+
+
+def row_tag_ids(session: ImportSession, imp: Import, row: ContactRow) -> list[int]:
+    names = [*imp.tags, *(t for t in row.tags if t not in imp.tags)]
+    missing = [n for n in names if n not in session.tag_ids]
+    if missing:
+        if imp.dry_run:
+            session.tag_ids.update((n, -1 - len(session.tag_ids)) for n in missing)
+        else:
+            for tag in get_or_create_tags(imp.project, missing):
+                session.tag_ids[tag.name] = tag.id
+    return [session.tag_ids[n] for n in names]
+
+
+def tag_rows(session: ImportSession, imp: Import, created: list[tuple[int, ContactRow]]) -> None:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    pairs = [(contact_id, t) for contact_id, row in created for t in row_tag_ids(session, imp, row)]
+    insert_tags(pairs, now)
+
+
+def insert_tags(pairs: list[tuple[int, int]], now: Any) -> None:
+    if not pairs:
+        return
+    table = ContactTag._meta.db_table
+    with connection.cursor() as cursor:
+        for start in range(0, len(pairs), INSERT_BATCH * 4):
+            batch = pairs[start : start + INSERT_BATCH * 4]
+            cursor.execute(
+                f"INSERT INTO {table} (contact_id, tag_id, created_at) VALUES "  # noqa: S608
+                + ", ".join(["(%s, %s, %s)"] * len(batch))
+                + " ON CONFLICT DO NOTHING",
+                [value for pair in batch for value in (*pair, now)],
+            )
+
+
+def write_unsubscribes(
+    imp: Import, rows: list[ContactRow], existing: dict[str, Existing], issues: list[ImportIssue]
+) -> dict[str, int]:
+    to_unsubscribe = [
+        existing[r.email].id
+        for r in rows
+        if r.email in existing and existing[r.email].status == Status.SUBSCRIBED
+    ]
+    for row in rows:
+        if row.email not in existing:
+            issues.append(skipped(imp, row, f"{row.email} is not a contact."))
+    found = sum(1 for r in rows if r.email in existing)
+    if to_unsubscribe and not imp.dry_run:
+        now = timezone.now()
+        Contact.objects.filter(id__in=to_unsubscribe).update(
+            status=Status.UNSUBSCRIBED,
+            status_changed_at=now,
+            status_reason=f"Unsubscribed by an import of {imp.file_name}"[:200],
+            updated_at=now,
+        )
+    return {"updated": len(to_unsubscribe), "unchanged": found - len(to_unsubscribe)}
+
+
+def write_suppressions(imp: Import, rows: list[ContactRow]) -> dict[str, int]:
+    emails = [r.email for r in rows]
+    already = set(
+        Suppression.objects.filter(project=imp.project, email__in=emails).values_list(
+            "email", flat=True
+        )
+    )
+    new = [e for e in emails if e not in already]
+    if new and not imp.dry_run:
+        note = f"Import of {imp.file_name}"[:200]
+        Suppression.objects.bulk_create(
+            [Suppression(project=imp.project, email=e, note=note) for e in new],
+            ignore_conflicts=True,
+            batch_size=INSERT_BATCH,
+        )
+    return {"created": len(new), "unchanged": len(already)}
+
+
+# --- reports and housekeeping ------------------------------------------------------------------
+
+
+def report_rows(imp: Import):
+    """The turned-away rows in file order, for the report (constant memory)."""
+    return (
+        ImportIssue.objects.filter(run=imp)
+        .order_by("line", "id")
+        .values_list("line", "kind", "reason", "raw")
+        .iterator(chunk_size=2000)
+    )
+
+
+def prune_imports() -> int:
+    """Periodic: remove files of imports finished IMPORT_KEEP_DAYS ago, and drafts left for
+    a day (their Import rows and reports stay for the history)."""
+    now = timezone.now()
+    finished_long_ago = Q(
+        state__in=[Import.State.DONE, Import.State.FAILED, Import.State.CANCELLED],
+        finished_at__lt=now - td(days=settings.IMPORT_KEEP_DAYS),
+    )
+    removed = 0
+    for imp in Import.objects.filter(finished_long_ago).only("code")[:500]:
+        if imp.path.exists():
+            imp.path.unlink()
+            removed += 1
+    stale_drafts = Import.objects.filter(state=Import.State.DRAFT, created_at__lt=now - td(days=1))
+    for imp in stale_drafts.only("code")[:500]:
+        imp.path.unlink(missing_ok=True)
+        removed += 1
+    stale_drafts.filter(pk__in=[i.pk for i in stale_drafts[:500]]).delete()
+    return removed
+
+
+def wait_for(imp: Import, run_here: bool = True, poll: float = 0.5, progress=None) -> Import:
+    """Until the import finishes: run its chunks in this process (the CLI) when no worker
+    holds it, else watch the worker do it. `progress(imp)` is called between chunks."""
+    while True:
+        imp.refresh_from_db()
+        if imp.is_finished():
+            return imp
+        if progress is not None:
+            progress(imp)
+        if run_here and handle_one_import(only=imp.pk):
+            continue
+        time.sleep(poll)

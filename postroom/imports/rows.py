@@ -1,0 +1,362 @@
+"""Reading an import file record by record, and turning each record into a contact row or a
+reason to turn it away. Pure Python and no database: the worker (imports.actions) feeds it
+chunks and writes what comes out."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.utils import timezone
+
+from postroom.contacts.actions import ContactError, clean_tag_names
+from postroom.contacts.models import FieldDefinition, Status
+from postroom.lib.csvsniff import DELIMITERS
+from postroom.lib.emails import InvalidEmail, normalise_email, one_line
+
+NAME_MAX = 100
+RAW_MAX = 1000
+
+
+@dataclass
+class Record:
+    """One record of the file: `line` is the physical line it starts on (a quoted field may
+    hold line breaks, so a record can span several); `cells` None when it could not be read."""
+
+    line: int
+    last_line: int
+    cells: list[str] | None
+    error: str = ""
+
+
+class RecordReader:
+    """The file's records after the header, with their line numbers. Undecodable bytes do not
+    stop the file: they reach the row as lone surrogates and that row is turned away.
+
+    A quote left open swallows every line up to the next quote. When a record spans several
+    lines and has the wrong number of values (`width`, the header's), its first line is turned
+    away and the lines after it are read again, so one stray quote costs one row, not the rest
+    of the file."""
+
+    def __init__(self, path: Path, encoding: str, delimiter: str, has_header: bool, width: int = 0):
+        # surrogateescape keeps bytes the encoding cannot read (UTF-16 cannot: it replaces).
+        errors = "replace" if encoding.startswith("utf-16") else "surrogateescape"
+        self.file = open(path, encoding=encoding, errors=errors, newline="")  # noqa: SIM115
+        self.delimiter = delimiter
+        self.physical = 0  # lines read from the file
+        self.current: list[tuple[int, str]] = []  # the lines of the record being read
+        self.pushed: deque[tuple[int, str]] = deque()
+        self.reader = csv.reader(self._lines(), delimiter=delimiter)
+        self.header: list[str] = []
+        self.width = 0
+        self.records = 0
+        if has_header:
+            first = self.next()
+            while first is not None and not first.cells and not first.error:
+                first = self.next()  # blank lines before the header
+            self.header = [cell.strip() for cell in (first.cells or [])] if first else []
+        self.width = width or len(self.header)
+        self.records = 0
+
+    def _lines(self) -> Iterator[str]:
+        while True:
+            if self.pushed:
+                number, line = self.pushed.popleft()
+            else:
+                line = self.file.readline()
+                if not line:
+                    return
+                self.physical += 1
+                number = self.physical
+            self.current.append((number, line))
+            yield line
+
+    def next(self) -> Record | None:
+        """The next record, None at the end of the file."""
+        self.current = []
+        try:
+            cells, error = next(self.reader), ""
+        except StopIteration:
+            return None
+        except csv.Error as e:
+            cells, error = None, f"the line could not be read ({e})"
+        lines, self.current = self.current, []
+        self.records += 1
+        first, last = lines[0][0], lines[-1][0]
+        if len(lines) > 1 and self.width and (cells is None or len(cells) != self.width):
+            # Read the swallowed lines again, with a fresh reader (this one may have hit the end).
+            self.pushed.extendleft(reversed(lines[1:]))
+            self.reader = csv.reader(self._lines(), delimiter=self.delimiter)
+            error = (
+                "a quote opened on this line is never closed; "
+                "the lines after it were read on their own"
+            )
+            cells = _split_plain(lines[0][1], self.delimiter)
+            return Record(line=first, last_line=first, cells=cells, error=error)
+        return Record(line=first, last_line=last, cells=cells, error=error)
+
+    def __iter__(self) -> Iterator[Record]:
+        while (record := self.next()) is not None:
+            yield record
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _split_plain(line: str, delimiter: str) -> list[str]:
+    """A line's values without quote handling: how a broken line is shown in the report."""
+    return line.rstrip("\r\n").split(delimiter)
+
+
+def count_records(
+    path: Path, encoding: str, delimiter: str, has_header: bool, width: int = 0
+) -> int:
+    """How many records follow the header: the progress bar's 100%."""
+    reader = RecordReader(path, encoding, delimiter, has_header, width)
+    try:
+        return sum(1 for _ in reader)
+    finally:
+        reader.close()
+
+
+def read_preview(
+    path: Path, encoding: str, delimiter: str, has_header: bool, limit: int = 10
+) -> tuple[list[str], list[Record]]:
+    reader = RecordReader(path, encoding, delimiter, has_header)
+    try:
+        records = []
+        for record in reader:
+            if record.cells or record.error:
+                records.append(record)
+            if len(records) >= limit:
+                break
+        return reader.header, records
+    finally:
+        reader.close()
+
+
+class RowRejected(Exception):
+    """The row is turned away; the message says why, naming the column."""
+
+
+@dataclass
+class ContactRow:
+    line: int
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    status: str = ""
+    consent_at: dt.datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    raw: str = ""
+
+
+STATUS_WORDS = {
+    Status.SUBSCRIBED: (
+        "subscribed",
+        "yes",
+        "y",
+        "true",
+        "1",
+        "opted in",
+        "opt-in",
+        "optin",
+        "active",
+        "confirmed",
+        "abonniert",
+        "ja",
+        "inscrit",
+        "oui",
+        "suscrito",
+        "si",
+        "sí",
+    ),
+    Status.UNSUBSCRIBED: (
+        "unsubscribed",
+        "no",
+        "n",
+        "false",
+        "0",
+        "opted out",
+        "opt-out",
+        "optout",
+        "inactive",
+        "abgemeldet",
+        "nein",
+        "désinscrit",
+        "desinscrit",
+        "non",
+        "desuscrito",
+    ),
+    Status.BOUNCED: ("bounced", "cleaned", "hard bounce"),
+    Status.COMPLAINED: ("complained", "spam", "spam complaint"),
+}
+STATUS_BY_WORD = {word: status for status, words in STATUS_WORDS.items() for word in words}
+
+DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
+SLASHED_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def parse_consent_date(value: str) -> dt.datetime:
+    """ISO 8601 (date or date and time), DD.MM.YYYY, or D/M/YYYY when the day is over 12;
+    an ambiguous 03/04/2024 is turned away rather than guessed."""
+    text = value.strip()
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("/", "-"))
+    except ValueError:
+        parsed = None
+    if parsed is None and (m := DOTTED_DATE.fullmatch(text)):
+        parsed = _date(int(m[3]), int(m[2]), int(m[1]), value)
+    if parsed is None and (m := SLASHED_DATE.fullmatch(text)):
+        first, second, year = int(m[1]), int(m[2]), int(m[3])
+        if first > 12 >= second:
+            parsed = _date(year, second, first, value)
+        elif second > 12 >= first:
+            parsed = _date(year, first, second, value)
+        else:
+            raise RowRejected(
+                f"consent date {value!r} could be day/month or month/day: write it YYYY-MM-DD."
+            )
+    if parsed is None:
+        raise RowRejected(f"consent date {value!r}: write it YYYY-MM-DD (or with a time).")
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, dt.UTC)
+    return parsed
+
+
+def _date(year: int, month: int, day: int, value: str) -> dt.datetime:
+    try:
+        return dt.datetime(year, month, day)
+    except ValueError:
+        raise RowRejected(f"consent date {value!r} is not a date.") from None
+
+
+def other_delimiter(value: str, delimiter: str) -> str | None:
+    """The delimiter a value that swallowed a whole row was probably written with."""
+    for candidate in DELIMITERS:
+        if candidate != delimiter and value.count(candidate) >= 1 and "@" in value:
+            return candidate
+    return None
+
+
+def delimiter_hint(value: str, delimiter: str) -> str:
+    candidate = other_delimiter(value, delimiter)
+    if candidate is None:
+        return ""
+    shown = "tab" if candidate == "\t" else repr(candidate)
+    return f" The file may use {shown} between values: choose it as the delimiter."
+
+
+class RowParser:
+    """Turns a record's cells into a ContactRow as the mapping says, or raises RowRejected."""
+
+    def __init__(
+        self,
+        mapping: list[dict[str, Any]],
+        fields: dict[str, FieldDefinition],
+        delimiter: str,
+        width: int,
+        emails_only: bool = False,
+    ):
+        self.delimiter = delimiter
+        self.width = width
+        self.email_index = next(i for i, e in enumerate(mapping) if e["target"] == "email")
+        self.columns: list[tuple[int, str, FieldDefinition | None]] = []
+        if emails_only:  # modes unsubscribe and suppress read the address alone
+            return
+        for index, entry in enumerate(mapping):
+            target = entry["target"]
+            if target in ("email", "ignore"):
+                continue
+            definition = None
+            if target == "field":
+                definition = fields.get(entry["field"]) or FieldDefinition(
+                    key=entry["field"], label=entry["field"], type=entry.get("type", "text")
+                )
+            self.columns.append((index, target, definition))
+
+    def parse(self, record: Record) -> ContactRow:
+        cells = record.cells or []
+        self.check_shape(cells)
+        raw_email = cells[self.email_index] if self.email_index < len(cells) else ""
+        try:
+            email = normalise_email(raw_email)
+        except InvalidEmail as e:
+            hint = delimiter_hint(raw_email, self.delimiter)
+            raise RowRejected(f"email: {e}{hint}") from None
+        row = ContactRow(line=record.line, email=email)
+        for index, target, definition in self.columns:
+            value = cells[index].strip() if index < len(cells) else ""
+            if value:
+                self.apply(row, target, definition, value)
+        return row
+
+    def check_shape(self, cells: list[str]) -> None:
+        for cell in cells:
+            if "\x00" in cell:
+                raise RowRejected("the row holds a NUL character: is the file really text?")
+            if not cell.isascii() and _has_surrogate(cell):
+                raise RowRejected(
+                    "the row holds bytes the chosen encoding cannot read: pick another encoding."
+                )
+        if self.width and len(cells) < self.width:
+            hint = delimiter_hint(cells[0] if cells else "", self.delimiter)
+            raise RowRejected(
+                f"the row has {len(cells)} values where the header has {self.width}.{hint}"
+            )
+        if self.width and len(cells) > self.width and any(c.strip() for c in cells[self.width :]):
+            raise RowRejected(
+                f"the row has {len(cells)} values where the header has {self.width}: "
+                "is a value with the delimiter in it missing its quotes?"
+            )
+
+    def apply(self, row: ContactRow, target: str, definition: FieldDefinition | None, value: str):
+        if target in ("first_name", "last_name"):
+            setattr(row, target, short_name(target, value))
+        elif target == "name":
+            first, _, last = one_line(value).rpartition(" ")
+            row.first_name = short_name("first_name", first or last)
+            row.last_name = short_name("last_name", last if first else "")
+        elif target == "status":
+            status = STATUS_BY_WORD.get(value.strip().lower())
+            if status is None:
+                raise RowRejected(f"status {value[:40]!r}: use subscribed or unsubscribed.")
+            row.status = status
+        elif target == "consent_at":
+            row.consent_at = parse_consent_date(value)
+        elif target == "tags":
+            try:
+                row.tags = clean_tag_names(re.split(r"[,;|]", value))
+            except ContactError as e:
+                raise RowRejected(f"tags: {e.message}") from None
+        else:
+            try:
+                coerced = definition.coerce(value)
+            except ValueError as e:
+                raise RowRejected(str(e)) from None
+            if coerced is not None:
+                row.data[definition.key] = coerced
+
+
+def short_name(column: str, value: str) -> str:
+    value = one_line(value)
+    if len(value) > NAME_MAX:
+        raise RowRejected(f"{column}: longer than {NAME_MAX} characters.")
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def raw_text(record: Record, delimiter: str) -> str:
+    """The record as it stood in the file, for the report (undecodable bytes shown as ?)."""
+    text = delimiter.join(record.cells or [])
+    return text.encode("utf-8", "replace").decode("utf-8")[:RAW_MAX]
