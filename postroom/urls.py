@@ -6,6 +6,7 @@ from postroom.campaigns import urls as campaigns_urls
 from postroom.contacts import urls as contacts_urls
 from postroom.content import urls as content_urls
 from postroom.delivery import urls as delivery_urls
+from postroom.imports import urls as imports_urls
 from postroom.ops import urls as ops_urls
 from postroom.tracking import urls as tracking_urls
 
@@ -14,6 +15,7 @@ project_urlpatterns = [
     *ops_urls.project_urlpatterns,
     *accounts_urls.project_urlpatterns,
     *contacts_urls.project_urlpatterns,
+    *imports_urls.project_urlpatterns,
     *delivery_urls.project_urlpatterns,
     *content_urls.project_urlpatterns,
     *campaigns_urls.project_urlpatterns,

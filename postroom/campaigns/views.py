@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,7 +15,7 @@ from postroom.content.views import render_preview
 from postroom.delivery.actions import default_sender
 from postroom.delivery.limits import eta_seconds
 from postroom.delivery.models import Message
-from postroom.lib.csvsafe import safe_cell
+from postroom.lib.csvsafe import line_writer, safe_cell
 from postroom.lib.keyset import keyset_page
 
 
@@ -242,17 +240,12 @@ def campaign_recipients(request: HttpRequest, code) -> HttpResponse:
     return render(request, "campaigns/recipients.html", context)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @project_view
 def campaign_export(request: HttpRequest, code) -> StreamingHttpResponse:
     """Every recipient with their state and the server's answer, streamed in constant memory."""
     campaign = _get_campaign(request, code)
     qs, _, _ = _recipients(campaign, request)
-    writer = csv.writer(_Echo())
+    writer = line_writer()
     fields = (
         "to_email",
         "state",

@@ -6,6 +6,8 @@ first_name, which is the contact's first name).
 GET    /api/v1/contacts                  a list, newest first: ?limit=&cursor=&q=&status=&tag=;
                                          the next page's URL in the Link header (rel="next")
 GET    /api/v1/contacts/count            {"count": N} (public key too, as Plunk's)
+GET    /api/v1/contacts/export           CSV, streamed: ?segment=&status=&tag=&q=&bom=
+                                         (bom=true for Excel: UTF-8 with a byte order mark)
 POST   /api/v1/contacts                  create
 PUT    /api/v1/contacts                  Plunk's update: {id, email?, subscribed?, data?}
 DELETE /api/v1/contacts                  Plunk's delete: {id}; erases
@@ -73,6 +75,7 @@ from postroom.contacts.schemas import (
     SuppressionOut,
     SuppressionPage,
 )
+from postroom.imports.export import contacts_of_segment, export_filename, export_response
 from postroom.lib.apierrors import ApiError
 from postroom.lib.apiinput import InputSchema, find_unstorable
 from postroom.lib.emails import lookup_email
@@ -160,6 +163,45 @@ def list_contacts(request: HttpRequest, query: Query[ContactQuery], response: Ht
 @contacts_router.get("/count", response=CountOnlyOut, auth=public_or_secret_key_auth)
 def count_contacts(request: HttpRequest) -> dict:
     return {"count": Contact.objects.filter(project=request.auth).count()}
+
+
+class ExportQuery(InputSchema):
+    segment: str | None = None
+    status: str = ""
+    tag: str = ""
+    q: str = ""
+    bom: bool = False
+
+
+# django-ninja documents a response as JSON; this one is a CSV file.
+CSV_RESPONSE = {
+    "responses": {
+        200: {
+            "description": "The contacts as CSV: email, first_name, last_name, status, tags, "
+            "consent_at, consent_source, created_at, then one column per custom field.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    }
+}
+
+
+@contacts_router.get("/export", response={200: None}, openapi_extra=CSV_RESPONSE)
+def export_contacts(request: HttpRequest, query: Query[ExportQuery]) -> HttpResponse:
+    """Every contact, or a segment's, narrowed by the list's filters, as CSV streamed in
+    constant memory; the header names are the ones an import maps back by itself."""
+    if query.status and query.status not in Status.values:
+        raise ApiError(422, f"must be one of {Status.values}.", "status")
+    contacts = Contact.objects.filter(project=request.auth)
+    filename = export_filename()
+    if query.segment:
+        segment = _get_segment(request, query.segment)
+        try:
+            contacts = contacts_of_segment(segment)
+        except rules.RuleError as e:
+            raise ApiError(409, f"The segment's rules no longer hold: {e}", "segment") from None
+        filename = export_filename(segment)
+    contacts = ContactFilter.from_dict(query.dict()).apply(contacts, request.auth)
+    return export_response(request.auth, contacts, filename, bom=query.bom)
 
 
 @contacts_router.post("", response={201: ContactWriteOut})

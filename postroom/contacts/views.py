@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import uuid
 
 from django.contrib import messages
 from django.db.models import Count, Q
@@ -25,6 +27,7 @@ from postroom.contacts.models import (
     Tag,
 )
 from postroom.contacts.timeline import timeline_for
+from postroom.imports.export import contacts_of_segment, export_filename, export_response
 from postroom.lib.keyset import keyset_page
 
 log = logging.getLogger(__name__)
@@ -196,6 +199,56 @@ def contacts_bulk(request: HttpRequest) -> HttpResponse:
         return _redirect_contacts(request)
     messages.success(request, f"{BulkAction.Kind(kind).label}: {done} contacts.")
     return _redirect_contacts(request)
+
+
+# --- export -----------------------------------------------------------------------------------
+
+# The most contacts an "Export ticked" may name: a page of the list holds 50.
+MAX_SELECTION = 500
+
+
+def _wants_bom(params) -> bool:
+    """The "Excel (UTF-8 with BOM)" choice: Excel reads UTF-8 only after a byte order mark."""
+    return params.get("bom", "") in ("1", "true", "on", "yes")
+
+
+@project_view
+def contacts_export(request: HttpRequest) -> HttpResponse:
+    """What the list shows under its current filter (every contact without one), as CSV."""
+    contacts = actions.filtered_contacts(request.project, ContactFilter.from_dict(request.GET))
+    return export_response(
+        request.project, contacts, export_filename(), bom=_wants_bom(request.GET)
+    )
+
+
+@require_POST
+@project_view
+def contacts_export_selection(request: HttpRequest) -> HttpResponse:
+    """The contacts ticked on the list (the bulk form's "Export ticked" button), as CSV."""
+    codes = []
+    for code in request.POST.getlist("contact")[:MAX_SELECTION]:
+        with contextlib.suppress(ValueError):
+            codes.append(uuid.UUID(code))
+    if not codes:
+        messages.error(request, "Tick the contacts to export first.")
+        return _redirect_contacts(request)
+    contacts = Contact.objects.filter(project=request.project, code__in=codes)
+    filename = export_filename(what="contacts-selection")
+    return export_response(request.project, contacts, filename, bom=_wants_bom(request.POST))
+
+
+@project_view
+def segment_export(request: HttpRequest, code) -> HttpResponse:
+    """A saved segment's contacts as its rules select them now, as CSV."""
+    segment = _get_segment(request, code)
+    try:
+        contacts = contacts_of_segment(segment)
+    except rules.RuleError as e:
+        messages.error(request, f"Cannot export: the rules no longer hold. {e.for_people()}")
+        return redirect("segment", project_code=request.project.code, code=segment.code)
+    return export_response(
+        request.project, contacts, export_filename(segment), bom=_wants_bom(request.GET)
+    )
 
 
 @project_view

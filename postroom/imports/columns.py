@@ -128,6 +128,10 @@ HEADER_ALIASES = {
 }
 
 
+# Columns other tools (and our own export) write that an import must not turn into fields.
+IGNORED_HEADERS = {"consentsource", "createdat", "updatedat", "id", "code", "contactid"}
+
+
 def header_key(header: str) -> str:
     """'E-Mail Address' -> 'emailaddress', 'Prénom' -> 'prenom'."""
     folded = unicodedata.normalize("NFKD", header.strip().lower())
@@ -170,7 +174,9 @@ def auto_mapping(
         target = ALIAS_TARGET.get(key)
         if target in used and target in SINGLE_TARGETS:
             target = None
-        if target:
+        if key in IGNORED_HEADERS:
+            entry = {"target": "ignore"}
+        elif target:
             entry = {"target": target}
         elif key in by_key or key in by_label:
             entry = {"target": "field", "field": by_key.get(key) or by_label[key]}

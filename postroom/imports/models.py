@@ -98,6 +98,9 @@ class Import(models.Model):
     def path(self) -> Path:
         return settings.IMPORTS_DIR / f"{self.code}.data"
 
+    def delimiter_name(self) -> str:
+        return "tab" if self.delimiter == "\t" else f"“{self.delimiter}”"
+
     def is_finished(self) -> bool:
         return self.state in (self.State.DONE, self.State.FAILED, self.State.CANCELLED)
 

@@ -57,7 +57,9 @@ class ImportTestCase(BaseTestCase):
 
     def emails(self) -> list[str]:
         return list(
-            Contact.objects.filter(project=self.project).order_by("id").values_list("email", flat=True)
+            Contact.objects.filter(project=self.project)
+            .order_by("id")
+            .values_list("email", flat=True)
         )
 
     def issues(self, imp: Import, kind: str) -> dict[int, str]:
@@ -87,7 +89,9 @@ class FixtureFilesTest(ImportTestCase):
                 self.assertEqual(self.emails(), expected["valid_emails"])
                 self.assertEqual(imp.created, len(expected["valid_emails"]))
                 rejected = self.issues(imp, ImportIssue.Kind.REJECTED)
-                self.assertEqual(sorted(rejected), sorted(int(n) for n in expected["rejected_lines"]))
+                self.assertEqual(
+                    sorted(rejected), sorted(int(n) for n in expected["rejected_lines"])
+                )
                 skipped = self.issues(imp, ImportIssue.Kind.SKIPPED)
                 self.assertEqual(sorted(skipped), expected["duplicate_lines"])
                 self.assertEqual(imp.total_rows, imp.records_done)
