@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +43,7 @@ from postroom.contacts.models import (
     FieldDefinition,
     Status,
     Suppression,
+    Tag,
 )
 from postroom.imports.columns import MappingError, auto_mapping, clean_mapping, is_known_header
 from postroom.imports.models import Import, ImportIssue
@@ -59,6 +59,7 @@ from postroom.imports.rows import (
 )
 from postroom.lib.csvsafe import line_writer, safe_cell
 from postroom.lib.csvsniff import DELIMITERS, ENCODINGS, SAMPLE_BYTES, sniff
+from postroom.lib.ids import uuid7
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ class ImportSession:
         else:
             chunk = read_chunk(imp, self)
         self.checkpoint += chunk.consumed
-        if not chunk.finished:
+        if not chunk.finished and READ_AHEAD.get(connection.vendor, False):
             self.ahead = self.pool.submit(read_chunk, imp, self)
         return chunk
 
@@ -354,6 +355,12 @@ class ImportSession:
         self.pool.shutdown()
         self.reader.close()
 
+
+# Whether to read the next chunk in a thread while writing one. psycopg waits for the server
+# without the GIL, so reading overlaps writing (100,000 rows: 7.3 -> 5.1 s). The sqlite3
+# module's executemany releases and retakes the GIL for every row, and a reading thread then
+# slows each retake (100,000 rows: 4.6 -> 6.3 s).
+READ_AHEAD = {"postgresql": True, "sqlite": False}
 
 sessions: dict[int, ImportSession] = {}
 
@@ -463,7 +470,8 @@ def open_session(imp: Import) -> ImportSession:
         if record is None:
             break
         with contextlib.suppress(RowRejected):
-            if record.cells and any(record.cells):
+            # As read_chunk does: a record that could not be read is rejected, not parsed.
+            if not record.error and record.cells and any(record.cells):
                 session.seen.add(hash(parser.parse(record).email))
     return session
 
@@ -660,7 +668,8 @@ class ContactValues:
 
     def __call__(self, row: ContactRow) -> tuple:
         status = row.status or Status.SUBSCRIBED
-        code = uuid.uuid4()
+        # Time-ordered: the unique index on code then grows at its edge, not at random pages.
+        code = uuid7()
         now = self.adapt(timezone.now())
         if status == Status.SUBSCRIBED:
             changed_at, reason = None, ""
@@ -727,19 +736,21 @@ def insert_contacts_postgres(cursor, values: list[tuple], constants: list) -> di
 
 
 def insert_contacts_sqlite(cursor, values: list[tuple], constants: list) -> dict[str, int]:
+    """One prepared statement run for every row (executemany), then the rows it made: ids
+    above the highest before it. Safe because the transaction holds SQLite's one write lock
+    (transaction_mode IMMEDIATE) and ids only grow. Multi-row INSERT … RETURNING statements,
+    tried first, differ in length from chunk to chunk, and the sqlite3 module keeps a cache of
+    128 prepared statements: a million-row import held 70 MB of them."""
     table = Contact._meta.db_table
-    one = "(" + ", ".join(["%s"] * 13) + ")"
-    ids: dict[str, int] = {}
-    for start in range(0, len(values), INSERT_BATCH):
-        batch = values[start : start + INSERT_BATCH]
-        cursor.execute(
-            f"INSERT INTO {table} ({CONTACT_COLUMNS}) VALUES "  # noqa: S608
-            + ", ".join([one] * len(batch))
-            + " ON CONFLICT (project_id, email) DO NOTHING RETURNING id, email",
-            [value for row in batch for value in (*row, *constants)],
-        )
-        ids.update((email, contact_id) for contact_id, email in cursor.fetchall())
-    return ids
+    cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
+    (before,) = cursor.fetchone()
+    cursor.executemany(
+        f"INSERT INTO {table} ({CONTACT_COLUMNS}) VALUES ({', '.join(['%s'] * 13)}) "  # noqa: S608
+        "ON CONFLICT (project_id, email) DO NOTHING",
+        [(*row, *constants) for row in values],
+    )
+    cursor.execute(f"SELECT email, id FROM {table} WHERE id > %s", [before])  # noqa: S608
+    return dict(cursor.fetchall())
 
 
 @dataclass
@@ -847,8 +858,11 @@ def row_tag_ids(session: ImportSession, imp: Import, row: ContactRow) -> list[in
     names = [*imp.tags, *(t for t in row.tags if t not in imp.tags)]
     missing = [n for n in names if n not in session.tag_ids]
     if missing:
-        if imp.dry_run:
-            session.tag_ids.update((n, -1 - len(session.tag_ids)) for n in missing)
+        if imp.dry_run:  # the tags that exist, and stand-in ids for those it would make
+            existing = Tag.objects.filter(project=imp.project, name__in=missing)
+            session.tag_ids.update(existing.values_list("name", "id"))
+            for name in missing:
+                session.tag_ids.setdefault(name, -1 - len(session.tag_ids))
         else:
             for tag in get_or_create_tags(imp.project, missing):
                 session.tag_ids[tag.name] = tag.id

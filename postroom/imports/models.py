@@ -81,7 +81,8 @@ class Import(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
 
-    LEASE = td(minutes=2)
+    # Renewed with every chunk (under a second each): a dead worker's import resumes soon.
+    LEASE = td(seconds=30)
 
     class Meta:
         indexes = [

@@ -62,7 +62,9 @@ class RecordReader:
             first = self.next()
             while first is not None and not first.cells and not first.error:
                 first = self.next()  # blank lines before the header
-            self.header = [cell.strip() for cell in (first.cells or [])] if first else []
+            # NUL has no place in a header (and PostgreSQL cannot store it).
+            cells = (first.cells or []) if first else []
+            self.header = [cell.replace("\x00", "").strip() for cell in cells]
         self.width = width or len(self.header)
         self.records = 0
 
@@ -392,5 +394,5 @@ def short_name(column: str, value: str) -> str:
 
 def raw_text(record: Record, delimiter: str) -> str:
     """The record as it stood in the file, for the report (undecodable bytes shown as ?)."""
-    text = delimiter.join(record.cells or [])
+    text = delimiter.join(record.cells or []).replace("\x00", "\\0")  # PostgreSQL refuses NUL
     return text.encode("utf-8", "replace").decode("utf-8")[:RAW_MAX]

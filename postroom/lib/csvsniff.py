@@ -43,8 +43,8 @@ def detect_encoding(sample: bytes) -> str:
     if _looks_like_utf16_without_bom(sample):
         return "utf-16-le" if sample[1:2] == b"\x00" else "utf-16-be"
     try:
-        # The sample may end inside a multi-byte character: decode it incrementally.
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        # A sample shorter than the file may end inside a multi-byte character.
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=len(sample) < SAMPLE_BYTES)
         return "utf-8"
     except UnicodeDecodeError:
         pass
@@ -109,10 +109,10 @@ def detect_header(rows: list[list[str]], known_header: callable | None = None) -
     if not rows:
         return False
     first, rest = rows[0], rows[1:20]
+    if any(looks_like_email(cell) for cell in first):
+        return False  # an address is data, even beside a cell that reads like a header
     if known_header is not None and any(known_header(cell) for cell in first):
         return True
-    if any(looks_like_email(cell) for cell in first):
-        return False
     return any(looks_like_email(cell) for row in rest for cell in row)
 
 
