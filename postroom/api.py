@@ -25,6 +25,7 @@ from postroom.contacts.api import (
 from postroom.content.api import templates_router
 from postroom.delivery.api import router as delivery_router
 from postroom.delivery.api import senders_router
+from postroom.imports.api import imports_router
 from postroom.lib.apierrors import CODES, ApiError, error_body
 from postroom.tracking.api import router as tracking_router
 
@@ -87,6 +88,7 @@ api.add_router("/v1/templates", templates_router)
 api.add_router("/v1/", tracking_router)
 api.add_router("/v1/", delivery_router)
 api.add_router("/v1/senders", senders_router)
+api.add_router("/v1/imports", imports_router)
 
 
 def error_response(

@@ -54,6 +54,7 @@ from postroom.imports.rows import (
     RowParser,
     RowRejected,
     count_records,
+    printable,
     raw_text,
     read_preview,
 )
@@ -168,6 +169,30 @@ def remap(imp: Import) -> None:
 
 def preview(imp: Import, limit: int = 10) -> list[Record]:
     return read_preview(imp.path, imp.encoding, imp.delimiter, imp.has_header, limit)[1]
+
+
+def preview_rows(
+    imp: Import, records: list[Record], fields: dict[str, FieldDefinition]
+) -> list[dict[str, Any]]:
+    """The first records as parsed, each with what the import would make of it; cells as
+    text a page or JSON can carry (undecodable bytes shown as U+FFFD)."""
+    try:
+        parser = RowParser(imp.mapping, fields, imp.delimiter, len(imp.mapping))
+    except StopIteration:  # no email column yet
+        parser = None
+    rows = []
+    for record in records:
+        verdict = record.error
+        if not verdict and parser is not None:
+            try:
+                parser.parse(record)
+            except RowRejected as e:
+                verdict = str(e)
+        elif parser is None:
+            verdict = "Map a column to email."
+        cells = [printable(cell) for cell in record.cells or []]
+        rows.append({"line": record.line, "cells": cells, "problem": printable(verdict)})
+    return rows
 
 
 def file_width(imp: Import) -> int:
@@ -488,6 +513,11 @@ def run_import_chunk(imp: Import) -> None:
             imp.path, imp.encoding, imp.delimiter, imp.has_header, len(imp.mapping)
         )
         _while_leased(imp, total_rows=imp.total_rows, started_at=imp.started_at)
+    if connection.vendor == "sqlite":
+        # Copy the write-ahead log into the database every 80 MB rather than every 4 MB: an
+        # import rewrites the same index pages chunk after chunk (300,000 rows: 15.4 -> 13.8 s).
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint = 20000")
     chunk = session.next_chunk(imp)
     rows, issues, finished = chunk.rows, chunk.issues, chunk.finished
     with transaction.atomic():
@@ -526,6 +556,8 @@ def read_chunk(imp: Import, session: ImportSession) -> Chunk:
     rows: list[ContactRow] = []
     issues: list[ImportIssue] = []
     reader, parser, seen = session.reader, session.parser, session.seen
+    if session.values is not None:
+        session.values.start_chunk()
     start = reader.records
     finished = False
     while reader.records - start < CHUNK:
@@ -549,7 +581,7 @@ def read_chunk(imp: Import, session: ImportSession) -> Chunk:
             issues.append(issue(imp, record, ImportIssue.Kind.SKIPPED, reason))
             continue
         seen.add(key)
-        row.raw = raw_text(record, imp.delimiter)
+        row.record = record
         if session.values is not None:
             row.values = session.values(row)
         rows.append(row)
@@ -616,8 +648,9 @@ def already_a_contact(row: ContactRow) -> str:
 
 
 def skipped(imp: Import, row: ContactRow, reason: str) -> ImportIssue:
+    raw = raw_text(row.record, imp.delimiter) if row.record else ""
     return ImportIssue(
-        run=imp, line=row.line, kind=ImportIssue.Kind.SKIPPED, reason=reason[:300], raw=row.raw
+        run=imp, line=row.line, kind=ImportIssue.Kind.SKIPPED, reason=reason[:300], raw=raw
     )
 
 
@@ -665,12 +698,16 @@ class ContactValues:
         self.adapt = connection.ops.adapt_datetimefield_value  # pure: no database access
         self.file_name = imp.file_name
         self.consent_times: dict[Any, Any] = {}  # a file repeats its dates: adapt each once
+        self.start_chunk()
+
+    def start_chunk(self) -> None:
+        self.now = self.adapt(timezone.now())
 
     def __call__(self, row: ContactRow) -> tuple:
         status = row.status or Status.SUBSCRIBED
         # Time-ordered: the unique index on code then grows at its edge, not at random pages.
         code = uuid7()
-        now = self.adapt(timezone.now())
+        now = self.now
         if status == Status.SUBSCRIBED:
             changed_at, reason = None, ""
             consent_at = self.consent_times.get(row.consent_at) if row.consent_at else now

@@ -62,9 +62,11 @@ class RecordReader:
             first = self.next()
             while first is not None and not first.cells and not first.error:
                 first = self.next()  # blank lines before the header
-            # NUL has no place in a header (and PostgreSQL cannot store it).
+            # Stored as JSON: no NUL (PostgreSQL refuses it), no undecodable bytes.
             cells = (first.cells or []) if first else []
-            self.header = [cell.replace("\x00", "").strip() for cell in cells]
+            self.header = [
+                SURROGATE.sub("\ufffd", cell.replace("\x00", "")).strip() for cell in cells
+            ]
         self.width = width or len(self.header)
         self.records = 0
 
@@ -159,7 +161,7 @@ class ContactRow:
     consent_at: dt.datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
-    raw: str = ""
+    record: Record | None = None  # where it came from: the report's raw text, when skipped
     values: tuple | None = None  # its columns as a new contact (imports.actions.ContactValues)
 
 
@@ -392,7 +394,12 @@ def short_name(column: str, value: str) -> str:
     return value
 
 
+def printable(text: str) -> str:
+    """`text` as a page, JSON or PostgreSQL can hold it: NUL spelled out, undecodable bytes
+    (lone surrogates) as U+FFFD."""
+    return SURROGATE.sub("\ufffd", text.replace("\x00", "\\0"))
+
+
 def raw_text(record: Record, delimiter: str) -> str:
-    """The record as it stood in the file, for the report (undecodable bytes shown as ?)."""
-    text = delimiter.join(record.cells or []).replace("\x00", "\\0")  # PostgreSQL refuses NUL
-    return text.encode("utf-8", "replace").decode("utf-8")[:RAW_MAX]
+    """The record as it stood in the file, for the report."""
+    return printable(delimiter.join(record.cells or []))[:RAW_MAX]

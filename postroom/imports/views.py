@@ -16,7 +16,6 @@ from postroom.imports import actions
 from postroom.imports.actions import ImportProblem, ImportSettings
 from postroom.imports.columns import TARGETS
 from postroom.imports.models import Import
-from postroom.imports.rows import RowParser, RowRejected
 from postroom.lib.csvsniff import ENCODINGS
 from postroom.lib.keyset import keyset_page
 
@@ -117,7 +116,7 @@ def settings_context(imp: Import) -> dict[str, Any]:
     return {
         "imp": imp,
         "columns": columns,
-        "preview": preview_rows(imp, records, fields),
+        "preview": actions.preview_rows(imp, records, fields),
         "targets": [(k, v) for k, v in TARGETS.items() if k != "field"],
         "fields": fields.values(),
         "field_types": FieldType.choices,
@@ -126,26 +125,6 @@ def settings_context(imp: Import) -> dict[str, Any]:
         "modes": Import.Mode.choices,
         "overwritable": Import.OVERWRITABLE.items(),
     }
-
-
-def preview_rows(imp: Import, records, fields) -> list[dict[str, Any]]:
-    """The first records as parsed, each with what the import would make of it."""
-    try:
-        parser = RowParser(imp.mapping, fields, imp.delimiter, len(imp.mapping))
-    except StopIteration:  # no email column yet
-        parser = None
-    rows = []
-    for record in records:
-        verdict = record.error
-        if not verdict and parser is not None:
-            try:
-                parser.parse(record)
-            except RowRejected as e:
-                verdict = str(e)
-        elif parser is None:
-            verdict = "Map a column to email."
-        rows.append({"line": record.line, "cells": record.cells or [], "problem": verdict})
-    return rows
 
 
 @require_POST

@@ -11,6 +11,7 @@ The run is derandomized: the same code makes the same requests, so it cannot fla
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,7 @@ from postroom.contacts.actions import create_contact
 from postroom.contacts.models import Segment
 from postroom.content.models import Template
 from postroom.delivery.actions import Recipient, Transactional, default_sender, send_transactional
+from postroom.imports import actions as import_actions
 from postroom.lib.apierrors import CODES
 from postroom.test import drain
 from postroom.tracking.actions import track
@@ -79,6 +81,9 @@ GOOD_VALUES: dict[str, list[Any]] = {
     "attachments": [[], [{"filename": "a.txt", "content": "aGVsbG8="}]],
     "data": [{"plan": "pro"}, {"plan": {"value": "trial", "persistent": False}}],
     "rules": [{"match": "any", "rules": [{"kind": "tag", "op": "has", "value": "vip"}]}],
+    # POST /imports: a file with a column of addresses, to get past "map a column to email".
+    "file": [b"email,first_name\nann@example.com,Ann\nnew@example.com,New\n"],
+    "mode": ["create", "upsert"],
 }
 SAMPLES: dict[str, list[Any]] = {}
 
@@ -205,9 +210,10 @@ CHECKS = [
 
 
 @pytest.fixture
-def secret_key(db, settings) -> Iterator[str]:
+def secret_key(db, settings, tmp_path) -> Iterator[str]:
     """A project with one of each object, as the hooks name them; its secret key."""
     settings.API_RATE_LIMIT = 0  # thousands of calls in a few seconds are the point here
+    settings.IMPORTS_DIR = tmp_path / "imports"  # uploads stay out of the data folder
     alice = User.objects.create_user("alice@example.org", "x", name="Alice")
     project, key = create_project("Alice's project", alice)
     sender = default_sender(project)
@@ -251,6 +257,12 @@ def secret_key(db, settings) -> Iterator[str]:
     )
     drain()
     track(project, "signed-up", "ann@example.com", None, {"plan": "pro"}, None)
+    csv = b"email,name\nann@example.com,Ann\nnot-an-address,Nobody\n"
+    imported = import_actions.create_import(project, io.BytesIO(csv), "contacts.csv")
+    import_actions.start_import(imported)
+    while import_actions.handle_one_import():
+        pass
+    draft_import = import_actions.create_import(project, io.BytesIO(csv), "contacts.csv")
     contacts, campaigns = [str(contact.code)], [str(sent.code), str(draft.code)]
     senders = [str(sender.code)]
     SAMPLES.update(
@@ -265,6 +277,7 @@ def secret_key(db, settings) -> Iterator[str]:
         template=[None, str(layout.code)],  # POST /send: a body, and a layout for it or not
         message_id=[str(message.code)],
         sender_id=senders,
+        import_id=[str(imported.code), str(draft_import.code)],
         sender=[None, *senders],
         state=["draft", "finished", "sent", "failed"],
         kind=["transactional", "campaign", "custom", "opened"],
