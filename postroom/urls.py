@@ -19,6 +19,7 @@ project_urlpatterns = [
     *delivery_urls.project_urlpatterns,
     *content_urls.project_urlpatterns,
     *campaigns_urls.project_urlpatterns,
+    *tracking_urls.project_urlpatterns,
 ]
 
 urlpatterns = [

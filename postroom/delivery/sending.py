@@ -38,6 +38,8 @@ from postroom.delivery.transports.base import (
     Transport,
 )
 from postroom.lib.emails import InvalidEmail
+from postroom.lib.ids import uuid7
+from postroom.tracking.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +300,58 @@ def record_outcomes(token: uuid.UUID, batch: list[Message], outcomes: dict[int, 
                 outcome.maybe_duplicate,
             )
         )
-    write_results(token, rows, now)
+    written = write_results(token, rows, now)
+    record_email_events(batch, written, now)
+
+
+# Ledger states that are events on the events page (the rest are steps on the way).
+EVENT_KINDS = {Message.State.SENT: Event.Kind.SENT, Message.State.FAILED: Event.Kind.FAILED}
+
+
+def record_email_events(batch: list[Message], written: dict[int, str], now) -> None:
+    """A "sent" or "failed" event for each message this batch settled, in one INSERT: the
+    events page and reports read events, the ledger stays the queue."""
+    by_id = {m.id: m for m in batch}
+    events = [
+        (by_id[mid], EVENT_KINDS[state]) for mid, state in written.items() if state in EVENT_KINDS
+    ]
+    if not events:
+        return
+    table = Event._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    columns = "project_id, code, kind, contact_id, message_id, email_id, created_at"
+    rows = []
+    for message, kind in events:
+        code = uuid7()
+        rows.append(
+            (
+                message.project_id,
+                code if postgres else code.hex,
+                kind,
+                message.contact_id,
+                message.id,
+                message.email_id,
+            )
+        )
+    with connection.cursor() as cursor:
+        if postgres:
+            # A few array parameters, not seven per row (see write_results).
+            arrays = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}, name, url, user_agent, data) "  # noqa: S608
+                "SELECT p, c, k, ct, m, e, %s, '', '', '', '{}' FROM unnest(%s::bigint[], "
+                "%s::uuid[], %s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+                "AS v (p, c, k, ct, m, e)",
+                [stamp, *arrays],
+            )
+        else:
+            one = "(%s, %s, %s, %s, %s, %s, %s, '', '', '', '{}')"
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}, name, url, user_agent, data) VALUES "  # noqa: S608
+                + ", ".join([one] * len(rows)),
+                [value for row in rows for value in (*row, stamp)],
+            )
 
 
 RESULT_COLUMNS = (
@@ -312,13 +365,14 @@ RESULT_COLUMNS = (
 )
 
 
-def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
+def write_results(token: uuid.UUID, rows: list[tuple], now) -> dict[int, str]:
     """One UPDATE for a whole batch, releasing the claim, on rows that still carry `token`.
     Django's bulk_update writes a CASE per row and field, and building it cost more CPU than
     sending the mail (bench/RESULTS.md). SQLite joins a VALUES list (UPDATE ... FROM needs
-    SQLite 3.33, postroom.E003); PostgreSQL unnests one array per column."""
+    SQLite 3.33, postroom.E003); PostgreSQL unnests one array per column. Returns the state
+    written by message id: only the rows this claim still held."""
     if not rows:
-        return
+        return {}
     claim = Message._meta.get_field("claim").get_db_prep_value(token, connection)
     table = Message._meta.db_table
     columns = ", ".join(RESULT_COLUMNS)
@@ -329,7 +383,7 @@ def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
         f"sent_at = v.sent_at, maybe_duplicate = {table}.maybe_duplicate OR v.maybe_duplicate, "
         "claim = NULL, lease_until = NULL, updated_at = %s "
     )
-    where = f"WHERE {table}.id = v.id AND {table}.claim = %s"
+    where = f"WHERE {table}.id = v.id AND {table}.claim = %s RETURNING {table}.id, {table}.state"
     if connection.vendor == "postgresql":
         # Seven parameters, not seven per row: psycopg would parse thousands of %s markers
         # in a query too long for its cache (22% of a worker's CPU, bench/send.py).
@@ -359,6 +413,7 @@ def write_results(token: uuid.UUID, rows: list[tuple], now) -> None:
         sql = f"WITH v ({columns}) AS (VALUES {values}) {assignments} FROM v {where}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return dict(cursor.fetchall())
 
 
 def renew_lease(token: uuid.UUID) -> None:

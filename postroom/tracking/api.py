@@ -24,6 +24,7 @@ from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 from postroom.tracking import actions
 from postroom.tracking.models import Event
+from postroom.tracking.queries import EventFilter, filtered_events
 from postroom.tracking.schemas import EventPage, TrackIn, TrackOut
 
 router = Router(tags=["events"])
@@ -93,34 +94,18 @@ def _in_utc(when: dt.datetime, field: str) -> dt.datetime:
 def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
     if query.kind and query.kind not in Event.Kind.values:
         raise ApiError(422, f"must be one of {Event.Kind.values}.", "kind")
-    events = Event.objects.filter(project=request.auth)
-    if query.kind:
-        events = events.filter(kind=query.kind)
-    if query.name:
-        events = events.filter(name=query.name)
-    if query.contact:
-        contact = get_in_project_or_404(Contact, request.auth, query.contact, "contact")
-        events = events.filter(contact=contact)
-    if query.campaign:
-        campaign = get_in_project_or_404(Campaign, request.auth, query.campaign, "campaign")
-        events = events.filter(email_id=campaign.email_id) if campaign.email_id else events.none()
-    if query.since:
-        events = events.filter(created_at__gte=_in_utc(query.since, "since"))
-    if query.until:
-        events = events.filter(created_at__lt=_in_utc(query.until, "until"))
-    events = events.select_related("contact", "message").only(
-        "id",
-        "code",
-        "kind",
-        "name",
-        "url",
-        "data",
-        "created_at",
-        "message_id",
-        "contact_id",
-        "contact__code",
-        "contact__email",
-        "message__code",
+    chosen = EventFilter(
+        kind=query.kind,
+        name=query.name,
+        contact=get_in_project_or_404(Contact, request.auth, query.contact, "contact")
+        if query.contact
+        else None,
+        campaign=get_in_project_or_404(Campaign, request.auth, query.campaign, "campaign")
+        if query.campaign
+        else None,
+        since=_in_utc(query.since, "since") if query.since else None,
+        until=_in_utc(query.until, "until") if query.until else None,
     )
+    events = filtered_events(request.auth, chosen)
     page = keyset_page(events, after=query.cursor, size=query.limit)
     return {"items": [event_out(e) for e in page.items], "next_cursor": page.next_cursor}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from postroom.tracking import views
+from postroom.tracking import dashboard, views
 
 urlpatterns = [
     path("o/<str:token>.gif", views.open_pixel, name="open_pixel"),
@@ -12,4 +12,9 @@ urlpatterns = [
         views.confirmed,
         name="confirmed",
     ),
+]
+
+project_urlpatterns = [
+    path("events/", dashboard.events, name="events"),
+    path("events/test-email/", dashboard.events_test_email, name="events_test_email"),
 ]

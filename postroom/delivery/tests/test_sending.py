@@ -12,6 +12,7 @@ from postroom.delivery.models import Email, MailboxMessage, Message, Sender
 from postroom.delivery.sending import claim_batch, handle_one_send_batch, requeue_due
 from postroom.delivery.tests.smtpserver import SmtpServer
 from postroom.test import BaseTestCase, drain
+from postroom.tracking.models import Event
 
 
 class SendingTestCase(BaseTestCase):
@@ -242,7 +243,9 @@ class SendingTestCase(BaseTestCase):
         outcomes[batch[0].id] = Outcome(DEFERRED, "451 later")
         with CaptureQueriesContext(connection) as queries:
             sending.record_outcomes(token, batch, outcomes)
-        self.assertEqual(len(queries), 1)
+        # One UPDATE for the results, one INSERT for the "sent" events.
+        self.assertEqual(len(queries), 2)
+        self.assertEqual(Event.objects.filter(kind="sent").count(), 49)
         rows = {m.pk: m for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
         first = rows[batch[0].id]
         self.assertEqual((first.state, first.last_response), ("deferred", "451 later"))
