@@ -17,9 +17,12 @@ SLOW = (
 @pytest.mark.django_db(transaction=True)
 def test_a_query_past_the_limit_is_stopped() -> None:
     started = time.monotonic()
-    with pytest.raises(QueryTooSlow, match="longer than 0.2 s"), time_limit(0.2):
-        with connection.cursor() as cursor:
-            cursor.execute(SLOW)
+    with (
+        pytest.raises(QueryTooSlow, match="longer than 0.2 s"),
+        time_limit(0.2),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(SLOW)
     assert time.monotonic() - started < 3
 
 
