@@ -32,6 +32,13 @@ SITE_URL = envstr("SITE_URL", "http://localhost:8000").rstrip("/")
 # A domain whose mail is piped to `postroom inbound`: List-Unsubscribe then offers a mailto
 # (unsubscribe+<token>@INBOUND_DOMAIN) beside the one-click URL.
 INBOUND_DOMAIN = envstr("POSTROOM_INBOUND_DOMAIN", "").strip().lower()
+# Where bounces of mail sent through SMTP senders go: the envelope sender (Return-Path) of each
+# message is bounce+<signed message id>@BOUNCE_DOMAIN, and mail to it is piped to
+# `postroom bounce` (or `postroom inbound`). Empty: the From address, and no bounce handling.
+BOUNCE_DOMAIN = envstr("POSTROOM_BOUNCE_DOMAIN", INBOUND_DOMAIN).strip().lower()
+# Soft bounces (mailbox full, try later) within SOFT_BOUNCE_DAYS that suppress an address.
+SOFT_BOUNCE_LIMIT = envint("POSTROOM_SOFT_BOUNCE_LIMIT", 3)
+SOFT_BOUNCE_DAYS = envint("POSTROOM_SOFT_BOUNCE_DAYS", 30)
 SITE_NAME = envstr("SITE_NAME", "Postroom")
 # Default: the host of SITE_URL and the loopback names. Never "*": the Host header would then
 # be whatever a client sends.

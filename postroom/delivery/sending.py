@@ -39,6 +39,7 @@ from postroom.delivery.transports.base import (
 )
 from postroom.lib.emails import InvalidEmail
 from postroom.lib.ids import uuid7
+from postroom.tracking.links import bounce_address
 from postroom.tracking.models import Event
 
 log = logging.getLogger(__name__)
@@ -212,8 +213,10 @@ def send_batch(
         signers = signers_for(batch[0].project_id, {id_domain(m.email) for m in batch})
     unavailable = None
     try:
+        # Our relays get a Return-Path per message (VERP): their bounces come back to us.
+        verp = sender.kind == Sender.Kind.SMTP
         transport.send_many(
-            parcels(batch, outcomes, contexts, signers),
+            parcels(batch, outcomes, contexts, signers, verp),
             len(batch) - len(outcomes),
             outcomes,
             heartbeat=lambda: renew_lease(token),
@@ -241,6 +244,7 @@ def parcels(
     outcomes: dict[int, Outcome],
     contexts: dict[int, dict],
     signers: dict[str, Signer] | None = None,
+    verp: bool = False,
 ) -> Iterator[Parcel]:
     """The batch's messages as bytes, made as the transport takes them (in its threads: no
     database here). The stdlib builds each Email's message once; every recipient fills in
@@ -266,7 +270,8 @@ def parcels(
             log.exception("building message %s", message.id)
             outcomes[message.id] = Outcome(FAILED, f"Cannot build the message: {e!r}"[:500])
             continue
-        yield Parcel(message, message.email.from_email, raw, crlf=True)
+        envelope_from = (verp and bounce_address(message.code)) or message.email.from_email
+        yield Parcel(message, envelope_from, raw, crlf=True)
 
 
 def record_outcomes(token: uuid.UUID, batch: list[Message], outcomes: dict[int, Outcome]) -> None:

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from postroom.lib.signing import Prefix, sign
 
-OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
+OPEN, CLICK, UNSUBSCRIBE, BOUNCE = "open", "click", "unsubscribe", "bounce"
 
 
 def unsubscribe_url(code: uuid.UUID) -> str:
@@ -33,6 +33,18 @@ def unsubscribe_mailto(code: uuid.UUID) -> str | None:
         return None
     token = sign(UNSUBSCRIBE, code)
     return f"mailto:{MAILTO_PREFIX}{token}@{settings.INBOUND_DOMAIN}?subject=unsubscribe"
+
+
+# The local part of a message's envelope sender: bounce+<token>@POSTROOM_BOUNCE_DOMAIN (VERP).
+BOUNCE_PREFIX = "bounce+"
+
+
+def bounce_address(code: uuid.UUID) -> str | None:
+    """The message's own Return-Path, so that a bounce names the message it is about; None
+    without a bounce domain. 45 characters before the @ (the limit is 64)."""
+    if not settings.BOUNCE_DOMAIN:
+        return None
+    return f"{BOUNCE_PREFIX}{sign(BOUNCE, code)}@{settings.BOUNCE_DOMAIN}"
 
 
 @lru_cache(maxsize=4096)

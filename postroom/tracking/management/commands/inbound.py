@@ -1,7 +1,8 @@
 """`postroom inbound`: one email on standard input, as a mail server's pipe delivers it.
 
 Handles mail to unsubscribe+<token>@POSTROOM_INBOUND_DOMAIN, the mailto: of List-Unsubscribe:
-the recipient of the message the token names is unsubscribed. With Postfix, a pipe transport:
+the recipient of the message the token names is unsubscribed; and bounces and complaints, as
+`postroom bounce` does, so that one pipe can serve the whole domain. With Postfix, a pipe transport:
 
     postroom  unix  -  n  n  -  -  pipe
       flags=Rq user=postroom argv=/srv/postroom/.venv/bin/postroom inbound --recipient ${recipient}
@@ -21,6 +22,7 @@ from django.core.management.base import BaseCommand
 from postroom.delivery.models import Message
 from postroom.lib.signing import unsign
 from postroom.tracking import actions
+from postroom.tracking.bounces import handle_mail
 from postroom.tracking.links import MAILTO_PREFIX, UNSUBSCRIBE
 
 EX_DATAERR = 65
@@ -48,6 +50,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, recipient: list[str], **options) -> None:
         mail = message_from_binary_file(sys.stdin.buffer, policy=policy.default)
+        done = handle_mail(mail, recipient)
+        if done is not None:
+            self.stdout.write(done)
+            return
         for address in recipients_of(mail, recipient):
             token = token_of(address)
             code = unsign(UNSUBSCRIBE, token) if token else None
