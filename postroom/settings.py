@@ -39,6 +39,8 @@ BOUNCE_DOMAIN = envstr("POSTROOM_BOUNCE_DOMAIN", INBOUND_DOMAIN).strip().lower()
 # Soft bounces (mailbox full, try later) within SOFT_BOUNCE_DAYS that suppress an address.
 SOFT_BOUNCE_LIMIT = envint("POSTROOM_SOFT_BOUNCE_LIMIT", 3)
 SOFT_BOUNCE_DAYS = envint("POSTROOM_SOFT_BOUNCE_DAYS", 30)
+# Opens and clicks this soon after sending are flagged as a scanner's (tracking.scanners).
+SCANNER_SECONDS = envint("POSTROOM_SCANNER_SECONDS", 10)
 SITE_NAME = envstr("SITE_NAME", "Postroom")
 # Default: the host of SITE_URL and the loopback names. Never "*": the Host header would then
 # be whatever a client sends.

@@ -32,6 +32,7 @@ from postroom.lib.ids import uuid7
 from postroom.lib.signing import sign, unsign
 from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
+from postroom.tracking.scanners import is_machine
 
 
 def user_agent(request: HttpRequest | None) -> str:
@@ -51,15 +52,21 @@ def record(message: Message, kind: str, request: HttpRequest | None, **fields) -
 
 
 def record_open(message: Message, request: HttpRequest) -> None:
-    """Every open is an event; the message keeps the first."""
-    record(message, Event.Kind.OPENED, request)
-    Message.objects.filter(pk=message.pk, opened_at=None).update(opened_at=timezone.now())
+    """Every open is an event; the message keeps the first a person made (a scanner's is
+    recorded, flagged, and left off the message)."""
+    machine = is_machine(message.sent_at, user_agent(request))
+    record(message, Event.Kind.OPENED, request, machine=machine)
+    if not machine:
+        Message.objects.filter(pk=message.pk, opened_at=None).update(opened_at=timezone.now())
 
 
 def record_click(message: Message, url: str, request: HttpRequest) -> None:
-    """Every click is an event with its link; the message keeps the first. A click means
-    the message was opened, pixel or not (images off)."""
-    record(message, Event.Kind.CLICKED, request, url=url[:2000])
+    """Every click is an event with its link; the message keeps the first a person made. A
+    click means the message was opened, pixel or not (images off)."""
+    machine = is_machine(message.sent_at, user_agent(request))
+    record(message, Event.Kind.CLICKED, request, url=url[:2000], machine=machine)
+    if machine:
+        return
     now = timezone.now()
     Message.objects.filter(pk=message.pk, clicked_at=None).update(clicked_at=now)
     Message.objects.filter(pk=message.pk, opened_at=None).update(opened_at=now)

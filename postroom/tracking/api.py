@@ -63,6 +63,8 @@ class EventQuery(InputSchema):
     campaign: str = ""
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    # Leave out opens and clicks flagged as a scanner's (Event.machine).
+    people_only: bool = False
 
 
 def event_out(event: Event) -> dict:
@@ -75,6 +77,7 @@ def event_out(event: Event) -> dict:
         "message": str(event.message.code) if event.message_id else None,
         "url": event.url,
         "data": event.data,
+        "machine": event.machine,
         "created_at": event.created_at,
     }
 
@@ -105,6 +108,7 @@ def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
         else None,
         since=_in_utc(query.since, "since") if query.since else None,
         until=_in_utc(query.until, "until") if query.until else None,
+        people_only=query.people_only,
     )
     events = filtered_events(request.auth, chosen)
     page = keyset_page(events, after=query.cursor, size=query.limit)

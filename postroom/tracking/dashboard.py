@@ -51,10 +51,10 @@ def event_filter(request: HttpRequest) -> tuple[EventFilter, dict[str, str], lis
     used (an unknown contact, say), each said in a sentence."""
     params = {
         k: request.GET.get(k, "").strip()[:200]
-        for k in ("kind", "name", "contact", "campaign", "since", "until")
+        for k in ("kind", "name", "contact", "campaign", "since", "until", "people")
     }
     problems = []
-    chosen = EventFilter(name=params["name"])
+    chosen = EventFilter(name=params["name"], people_only=params["people"] == "1")
     if params["kind"] in Event.Kind.values:
         chosen.kind = params["kind"]
     if params["contact"]:

@@ -45,6 +45,9 @@ class Event(models.Model):
     url = models.CharField(max_length=2000, blank=True)  # a click's target
     user_agent = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # An open or click that a security scanner or a prefetching proxy probably made, not a
+    # person (tracking.scanners): recorded, shown flagged, left out of reports on request.
+    machine = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

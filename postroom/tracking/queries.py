@@ -21,10 +21,17 @@ class EventFilter:
     campaign: Campaign | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    people_only: bool = False  # leave out what scanners probably did (Event.machine)
 
     def is_empty(self) -> bool:
         return not (
-            self.kind or self.name or self.contact or self.campaign or self.since or self.until
+            self.kind
+            or self.name
+            or self.contact
+            or self.campaign
+            or self.since
+            or self.until
+            or self.people_only
         )
 
 
@@ -45,6 +52,8 @@ def filtered_events(project: Project, f: EventFilter) -> QuerySet[Event]:
         events = events.filter(created_at__gte=f.since)
     if f.until:
         events = events.filter(created_at__lt=f.until)
+    if f.people_only:
+        events = events.filter(machine=False)
     return events.select_related("contact", "message").only(
         "id",
         "code",
@@ -53,6 +62,7 @@ def filtered_events(project: Project, f: EventFilter) -> QuerySet[Event]:
         "url",
         "data",
         "user_agent",
+        "machine",
         "created_at",
         "email_id",
         "message_id",

@@ -38,6 +38,8 @@ class EventOut(Schema):
     message: str | None
     url: str
     data: dict[str, Any]
+    # An open or click a scanner or prefetching proxy probably made, not a person.
+    machine: bool
     created_at: dt.datetime
 
 

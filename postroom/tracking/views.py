@@ -28,7 +28,9 @@ def message_for(code) -> Message:
     if code is None:
         raise Http404("Unknown link.")
     message = (
-        Message.objects.filter(code=code).only("id", "project_id", "contact_id", "email_id").first()
+        Message.objects.filter(code=code)
+        .only("id", "project_id", "contact_id", "email_id", "sent_at")
+        .first()
     )
     if message is None:  # erased since, or never ours
         raise Http404("Unknown link.")

@@ -103,3 +103,15 @@ class EventsPageTest(BaseTestCase):
         contact = Event.objects.get().contact
         r = self.client.get(self.url(f"contacts/{contact.code}/"))
         self.assertContains(r, "Event “signed-up”")
+
+    def test_scanner_hits_are_flagged_and_can_be_hidden(self) -> None:
+        track(self.project, "signed-up", "ann@example.com", None, {}, None)
+        event = Event.objects.get()
+        Event.objects.create(
+            project=self.project, kind=Event.Kind.OPENED, contact=event.contact, machine=True
+        )
+        r = self.get()
+        self.assertContains(r, "scanner?")
+        r = self.get("?people=1")
+        self.assertNotContains(r, "scanner?")
+        self.assertContains(r, "signed-up")

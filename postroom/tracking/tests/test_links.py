@@ -8,6 +8,8 @@ import re
 from email.policy import default
 from urllib.parse import parse_qs, urlsplit
 
+from django.test import override_settings
+
 from postroom.delivery.models import MailboxMessage, Message
 from postroom.test import BaseTestCase, drain
 from postroom.tracking.models import Event
@@ -19,7 +21,17 @@ BODY = (
 )
 
 
-class TrackingTestCase(BaseTestCase):
+BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Version/17.0"
+
+
+@override_settings(SCANNER_SECONDS=0)
+class LinksTestBase(BaseTestCase):
+    """A person's hits: a browser's User-Agent, and (SCANNER_SECONDS=0) no scanner window."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client.defaults["HTTP_USER_AGENT"] = BROWSER
+
     def send(self, **kw) -> tuple[Message, str, str]:
         """A one-recipient campaign through the Mailbox: its message, HTML and text."""
         self.make_contact("ann@example.com", first_name="Ann")
@@ -36,6 +48,8 @@ class TrackingTestCase(BaseTestCase):
     def links(self, html: str) -> list[str]:
         return [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', html)]
 
+
+class TrackingTestCase(LinksTestBase):
     def test_a_click_is_recorded_and_redirected_to_the_link(self) -> None:
         message, html, text = self.send()
         click = self.links(html)[0]
@@ -98,3 +112,36 @@ class TrackingTestCase(BaseTestCase):
         self.assertIn("https://shop.example.com/a?x=1&y=2", self.links(html))
         self.assertNotIn("/o/", html)
         self.assertNotIn("/c/", html)
+
+
+class ScannerTestCase(LinksTestBase):
+    def pixel(self, html: str) -> str:
+        return urlsplit(next(u for u in re.findall(r'src="([^"]+)"', html) if "/o/" in u)).path
+
+    def test_a_scanners_agent_is_flagged_and_leaves_the_message_unopened(self) -> None:
+        message, html, _ = self.send()
+        self.client.get(self.pixel(html), HTTP_USER_AGENT="Mimecast Security Scanner/2.0")
+        event = Event.objects.get(kind=Event.Kind.OPENED)
+        self.assertTrue(event.machine)
+        message.refresh_from_db()
+        self.assertIsNone(message.opened_at)
+
+    def test_a_hit_within_seconds_of_the_send_is_flagged(self) -> None:
+        message, html, _ = self.send()
+        with override_settings(SCANNER_SECONDS=60):
+            self.client.get(self.pixel(html))
+        self.assertTrue(Event.objects.get(kind=Event.Kind.OPENED).machine)
+        self.client.get(self.pixel(html))  # later, the person
+        self.assertFalse(Event.objects.filter(kind=Event.Kind.OPENED).latest("id").machine)
+        message.refresh_from_db()
+        self.assertIsNotNone(message.opened_at)
+
+    def test_a_scanners_click_is_flagged_and_still_redirected(self) -> None:
+        message, html, _ = self.send()
+        link = next(u for u in self.links(html) if "/c/" in u)
+        parts = urlsplit(link)
+        r = self.client.get(f"{parts.path}?{parts.query}", HTTP_USER_AGENT="python-requests/2.31")
+        self.assertEqual(r.status_code, 302)
+        self.assertTrue(Event.objects.get(kind=Event.Kind.CLICKED).machine)
+        message.refresh_from_db()
+        self.assertIsNone(message.clicked_at)
