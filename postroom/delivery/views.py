@@ -3,6 +3,7 @@ from __future__ import annotations
 import email
 from email import policy
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from postroom.delivery.forms import SenderForm, TestEmailForm
 from postroom.delivery.models import DkimKey, MailboxMessage, Message, Sender
 from postroom.lib.emails import ascii_domain
 from postroom.lib.keyset import keyset_page
+from postroom.tracking.esp import TRACKING_VIEWS, webhook_url
 
 
 def _get_sender(request: HttpRequest, code) -> Sender:
@@ -65,6 +67,8 @@ def sender_detail(request: HttpRequest, code) -> HttpResponse:
         "test_form": TestEmailForm(initial={"to": request.user.email}),
         "recent": recent,
         "connection": request.session.pop(f"connection-{sender.code}", None),
+        "tracking_webhook": webhook_url(sender) if sender.kind in TRACKING_VIEWS else None,
+        "bounce_domain": settings.BOUNCE_DOMAIN,
     }
     return render(request, "delivery/sender.html", context)
 

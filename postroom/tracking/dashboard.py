@@ -88,7 +88,12 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
 @project_view
 def events(request: HttpRequest) -> HttpResponse:
     chosen, params, problems = event_filter(request)
-    context = {"params": params, "problems": problems, "kinds": Event.Kind.choices}
+    context = {
+        "params": params,
+        "problems": problems,
+        "kinds": Event.Kind.choices,
+        "live_seconds": LIVE_SECONDS,  # the error state polls too, to recover by itself
+    }
     try:
         with time_limit(EVENTS_QUERY_SECONDS):
             context.update(events_page(request, chosen, problems))

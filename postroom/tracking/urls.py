@@ -3,6 +3,7 @@ from django.urls import path
 from postroom.tracking import dashboard, views
 
 urlpatterns = [
+    path("hooks/<uuid:sender_code>/<str:signature>/", views.esp_webhook, name="esp_webhook"),
     path("o/<str:token>.gif", views.open_pixel, name="open_pixel"),
     path("c/<str:token>", views.click, name="click"),
     path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
@@ -15,6 +16,7 @@ urlpatterns = [
 ]
 
 project_urlpatterns = [
+    path("hooks/<uuid:sender_code>/<str:signature>/", views.esp_webhook, name="esp_webhook"),
     path("events/", dashboard.events, name="events"),
     path("events/test-email/", dashboard.events_test_email, name="events_test_email"),
 ]

@@ -14,9 +14,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from postroom.contacts.actions import ContactChanges, ContactError, erase_contact, update_contact
 from postroom.contacts.models import Status, Suppression
-from postroom.delivery.models import Message
+from postroom.delivery.models import Message, Sender
 from postroom.lib.signing import unsign
-from postroom.tracking import actions
+from postroom.tracking import actions, esp
 from postroom.tracking.links import CLICK, OPEN, UNSUBSCRIBE
 
 # A transparent 1x1 GIF.
@@ -156,3 +156,20 @@ def confirmed(request: HttpRequest, token: str, what: str, until: str, signature
         erase_contact(contact)
         return render(request, "tracking/erased.html", page_context(message, token))
     return render(request, "tracking/confirm_delete.html", page_context(message, token))
+
+
+@csrf_exempt
+def esp_webhook(request: HttpRequest, sender_code, signature: str) -> HttpResponse:
+    """An email service's tracking webhook for one sender (tracking.esp)."""
+    sender = Sender.objects.filter(code=sender_code, kind__in=esp.TRACKING_VIEWS).first()
+    if sender is None or not esp.check_signature(sender, signature):
+        raise Http404("Unknown webhook.")
+    if request.method == "HEAD":  # some services check the URL before saving it
+        return HttpResponse()
+    if request.method != "POST":
+        return HttpResponse(status=405, headers={"Allow": "POST, HEAD"})
+    try:
+        recorded = esp.receive(sender, request)
+    except esp.WebhookRefused as e:
+        return JsonResponse({"message": str(e)}, status=400)
+    return JsonResponse({"recorded": recorded})
