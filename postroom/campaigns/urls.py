@@ -21,6 +21,7 @@ project_urlpatterns = [
     path(
         "campaigns/<uuid:code>/recipients/", views.campaign_recipients, name="campaign_recipients"
     ),
+    path("campaigns/<uuid:code>/report/", views.campaign_report, name="campaign_report"),
     path("campaigns/<uuid:code>/preview/", views.campaign_preview, name="campaign_preview"),
     path("campaigns/<uuid:code>/send-test/", views.campaign_send_test, name="campaign_send_test"),
     path("campaigns/<uuid:code>/recipients.csv", views.campaign_export, name="campaign_export"),

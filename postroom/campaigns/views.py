@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -10,6 +11,7 @@ from postroom.campaigns import actions
 from postroom.campaigns.actions import CampaignError
 from postroom.campaigns.forms import CampaignForm, ScheduleForm, TestSendForm
 from postroom.campaigns.models import Campaign
+from postroom.campaigns.report import campaign_report as campaign_report_of
 from postroom.content.models import Template
 from postroom.content.views import render_preview
 from postroom.delivery.actions import default_sender
@@ -17,6 +19,8 @@ from postroom.delivery.limits import eta_seconds
 from postroom.delivery.models import Message
 from postroom.lib.csvsafe import line_writer, safe_cell
 from postroom.lib.keyset import keyset_page
+from postroom.lib.querytime import QueryTooSlow, time_limit
+from postroom.tracking.models import Event
 
 
 def _get_campaign(request: HttpRequest, code) -> Campaign:
@@ -303,3 +307,62 @@ def campaign_draft_preview(request: HttpRequest) -> HttpResponse:
     if layout_id.isdigit():
         layout = Template.objects.filter(project=request.project, pk=layout_id).first()
     return render_preview(request, actions.draft_source(request.POST, layout))
+
+
+@project_view
+def campaign_report(request: HttpRequest, code) -> HttpResponse:
+    """Sent, delivered, opens, clicks (and per link), bounces, complaints and unsubscribes,
+    totals and over time as a chart; scanners' opens and clicks left out unless asked for."""
+    campaign = _get_campaign(request, code)
+    with_machines = request.GET.get("machines") == "1"
+    try:
+        with time_limit(REPORT_QUERY_SECONDS):
+            report = campaign_report_of(campaign, with_machines)
+    except (QueryTooSlow, DatabaseError) as e:
+        response = render(
+            request, "campaigns/report.html", {"campaign": campaign, "failure": str(e)}
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+    context = {
+        "campaign": campaign,
+        "report": report,
+        "with_machines": with_machines,
+        "figures": report_figures(report),
+        "chart": {
+            "bucket": report.bucket,
+            "series": report.series,
+            "labels": {k: Event.Kind(k).label for k in report.series if k != "t"},
+        },
+    }
+    response = render(request, "campaigns/report.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+REPORT_QUERY_SECONDS = 10.0
+
+
+def report_figures(report) -> list[dict]:
+    """The figures across the top: label, total, unique and rate where they apply."""
+    rows = []
+    for kind, label in (
+        ("sent", "Sent"),
+        ("delivered", "Delivered"),
+        ("opened", "Opened"),
+        ("clicked", "Clicked"),
+        ("bounced", "Bounced"),
+        ("complained", "Complaints"),
+        ("unsubscribed", "Unsubscribed"),
+        ("failed", "Failed"),
+    ):
+        rows.append(
+            {
+                "kind": kind,
+                "label": label,
+                "total": report.totals.get(kind, 0),
+                "unique": report.unique.get(kind, 0),
+                "rate": None if kind == "sent" else report.rate(kind),
+            }
+        )
+    return rows
