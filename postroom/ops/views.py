@@ -31,8 +31,50 @@ def overview(request: HttpRequest) -> HttpResponse:
         "statuses": [(label, figures[value], value) for value, label in Status.choices],
         "segment_count": Segment.objects.filter(project=request.project).count(),
         "growth": _daily_growth(contacts, days=30),
+        **_daily_mail(request.project, days=30),
     }
     return render(request, "ops/overview.html", context)
+
+
+MAIL_KINDS = ("sent", "delivered", "opened")
+
+
+def _daily_mail(project, days: int) -> dict:
+    """Sent, delivered and opened (by people) per day over the last `days` days, for the
+    overview's chart; an error to show instead when the query fails or takes too long."""
+    from django.db import DatabaseError
+    from django.db.models.functions import TruncDay
+
+    from postroom.lib.querytime import QueryTooSlow, time_limit
+    from postroom.tracking.models import Event
+
+    # Midnight in the site's time zone, as TruncDay counts days.
+    today = timezone.localtime(timezone.now())
+    start = (today - td(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        with time_limit(5):
+            rows = list(
+                Event.objects.filter(
+                    project=project, created_at__gte=start, kind__in=MAIL_KINDS, machine=False
+                )
+                .annotate(day=TruncDay("created_at"))
+                .values("day")
+                .annotate(**{k: Count("id", filter=Q(kind=k)) for k in MAIL_KINDS})
+            )
+    except (QueryTooSlow, DatabaseError) as e:
+        return {"mail_failure": str(e)}
+    by_day = {row["day"]: row for row in rows}
+    series = {"t": [], **{k: [] for k in MAIL_KINDS}}
+    for i in range(days):
+        day = start + td(days=i)
+        series["t"].append(int(day.timestamp()))
+        for k in MAIL_KINDS:
+            series[k].append(by_day.get(day, {}).get(k, 0))
+    labels = {"sent": "Sent", "delivered": "Delivered", "opened": "Opened"}
+    return {
+        "mail_chart": {"bucket": "day", "series": series, "labels": labels},
+        "mail_total": sum(sum(series[k]) for k in MAIL_KINDS),
+    }
 
 
 def _daily_growth(contacts, days: int) -> list[dict]:

@@ -23,6 +23,34 @@ class OverviewTestCase(BaseTestCase):
         self.assertEqual(sum(d["n"] for d in r.context["growth"]), 2)
         self.assertContains(r, 'id="figure-total">2<')
 
+    def test_it_charts_email_per_day(self) -> None:
+        from unittest import mock
+
+        from django.db import OperationalError
+
+        from postroom.test import drain
+        from postroom.tracking.models import Event
+
+        self.login()
+        r = self.client.get(self.url())
+        self.assertNotContains(r, 'id="report-chart"')
+        self.make_contact("a@example.com")
+        self.start_campaign()
+        drain()
+        Event.objects.create(project=self.project, kind=Event.Kind.OPENED, machine=True)
+        r = self.client.get(self.url())
+        chart = r.context["mail_chart"]
+        self.assertEqual(len(chart["series"]["t"]), 30)
+        self.assertEqual(chart["series"]["sent"][-1], 1)
+        self.assertEqual(sum(chart["series"]["opened"]), 0)  # a scanner's open is left out
+        self.assertContains(r, 'id="report-chart"')
+        self.assertContains(r, "uPlot.iife.min.js")
+        with mock.patch(
+            "postroom.tracking.models.Event.objects.filter", side_effect=OperationalError("slow")
+        ):
+            r = self.client.get(self.url())
+        self.assertContains(r, "The figures could not be loaded: slow")
+
 
 class HealthTestCase(BaseTestCase):
     def setUp(self) -> None:
