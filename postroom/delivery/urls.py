@@ -18,6 +18,7 @@ project_urlpatterns = [
     ),
     path("senders/<uuid:code>/resume/", views.sender_resume, name="sender_resume"),
     path("senders/<uuid:code>/delete/", views.sender_delete, name="sender_delete"),
+    path("messages/", views.transactional_log, name="transactional_log"),
     path("messages/<uuid:code>/", views.message_detail, name="message"),
     path("messages/<uuid:code>/retry/", views.message_retry, name="message_retry"),
     path("dkim/new/", views.dkim_create, name="dkim_create"),

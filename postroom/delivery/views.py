@@ -5,6 +5,7 @@ from email import policy
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import DatabaseError
 from django.db.models import Count, ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,8 +16,9 @@ from postroom.accounts.decorators import project_view
 from postroom.delivery import actions
 from postroom.delivery.forms import SenderForm, TestEmailForm
 from postroom.delivery.models import DkimKey, MailboxMessage, Message, Sender
-from postroom.lib.emails import ascii_domain
+from postroom.lib.emails import ascii_domain, lookup_email
 from postroom.lib.keyset import keyset_page
+from postroom.lib.querytime import QueryTooSlow, time_limit
 from postroom.tracking.esp import TRACKING_VIEWS, webhook_url
 
 
@@ -249,3 +251,37 @@ def dkim_delete(request: HttpRequest, code) -> HttpResponse:
     _get_key(request, code).delete()
     messages.success(request, "Key deleted.")
     return _back_to_sender(request)
+
+
+TRANSACTIONAL_LOG_SECONDS = 5.0
+
+
+@project_view
+def transactional_log(request: HttpRequest) -> HttpResponse:
+    """Transactional and test email, newest first: search by recipient or subject, filter by
+    state, keyset pages; the query is bounded in time and a failure says so."""
+    q = request.GET.get("q", "").strip()[:200]
+    state = request.GET.get("state", "")
+    qs = Message.objects.filter(
+        project=request.project, priority=Message.Priority.TRANSACTIONAL
+    ).select_related("email")
+    if q:
+        address = lookup_email(q) if "@" in q else None
+        qs = qs.filter(to_email=address) if address else qs.filter(email__subject__icontains=q)
+    if state in Message.State.values:
+        qs = qs.filter(state=state)
+    context = {"q": q, "state": state, "states": Message.State.choices}
+    try:
+        with time_limit(TRANSACTIONAL_LOG_SECONDS):
+            context["page"] = keyset_page(
+                qs, after=request.GET.get("after"), before=request.GET.get("before"), size=50
+            )
+    except (QueryTooSlow, DatabaseError) as e:
+        context["failure"] = str(e)
+    filters = request.GET.copy()
+    for cursor in ("after", "before"):
+        filters.pop(cursor, None)
+    context["filter_query"] = filters.urlencode()
+    response = render(request, "delivery/transactional.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
