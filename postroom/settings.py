@@ -36,6 +36,9 @@ INBOUND_DOMAIN = envstr("POSTROOM_INBOUND_DOMAIN", "").strip().lower()
 # message is bounce+<signed message id>@BOUNCE_DOMAIN, and mail to it is piped to
 # `postroom bounce` (or `postroom inbound`). Empty: the From address, and no bounce handling.
 BOUNCE_DOMAIN = envstr("POSTROOM_BOUNCE_DOMAIN", INBOUND_DOMAIN).strip().lower()
+# A mailbox the worker reads bounces from once a minute, for mail servers that cannot pipe to
+# `postroom bounce`: imaps://user:pass@host[:port][/folder] or pop3s://user:pass@host[:port].
+BOUNCE_MAILBOX = envsecret("POSTROOM_BOUNCE_MAILBOX") or ""
 # Soft bounces (mailbox full, try later) within SOFT_BOUNCE_DAYS that suppress an address.
 SOFT_BOUNCE_LIMIT = envint("POSTROOM_SOFT_BOUNCE_LIMIT", 3)
 SOFT_BOUNCE_DAYS = envint("POSTROOM_SOFT_BOUNCE_DAYS", 30)

@@ -28,6 +28,7 @@ from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.delivery.transports import open_transports
 from postroom.imports.actions import handle_one_import, prune_imports, release_imports
 from postroom.ops.models import WorkerHeartbeat
+from postroom.tracking.mailbox import poll_bounce_mailbox
 
 log = logging.getLogger("postroom.worker")
 
@@ -47,6 +48,7 @@ PERIODIC: list[Callable[[], object]] = [
     prune_api_records,
     check_stalled_campaigns,
     prune_imports,
+    poll_bounce_mailbox,
 ]
 
 # A step returning True is called again at once, up to 100 times or for this long: an import

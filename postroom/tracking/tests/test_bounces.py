@@ -158,3 +158,105 @@ class ReturnPathTest(BounceTestCase):
         message = Message.objects.select_related("email").get(pk=self.sent().pk)
         (parcel,) = list(parcels([message], {}, {}, verp=True))
         self.assertEqual(parcel.envelope_from, message.email.from_email)
+
+
+class FakeImap:
+    """imaplib.IMAP4_SSL as a bounce mailbox with a few unread messages."""
+
+    def __init__(self, messages: list[bytes]):
+        self.messages = messages
+        self.seen: list[bytes] = []
+        self.logged_in = None
+
+    def __call__(self, host, port, timeout=None):
+        self.address = (host, port)
+        return self
+
+    def login(self, user, password):
+        self.logged_in = (user, password)
+
+    def select(self, folder):
+        self.folder = folder
+
+    def search(self, charset, criterion):
+        return "OK", [b" ".join(str(i + 1).encode() for i in range(len(self.messages)))]
+
+    def fetch(self, number, parts):
+        return "OK", [(b"1 (RFC822 {n}", self.messages[int(number) - 1]), b")"]
+
+    def store(self, number, command, flags):
+        self.seen.append(number)
+
+    def logout(self):
+        pass
+
+
+class FakePop3:
+    def __init__(self, messages: list[bytes]):
+        self.messages = messages
+        self.deleted: list[int] = []
+
+    def __call__(self, host, port, timeout=None):
+        return self
+
+    def user(self, name):
+        pass
+
+    def pass_(self, password):
+        pass
+
+    def stat(self):
+        return len(self.messages), 0
+
+    def retr(self, number):
+        return b"+OK", self.messages[number - 1].split(b"\n"), 0
+
+    def dele(self, number):
+        self.deleted.append(number)
+
+    def quit(self):
+        pass
+
+
+class MailboxTest(BounceTestCase):
+    def test_imap_bounces_are_handled_and_marked_read(self) -> None:
+        from postroom.tracking.mailbox import poll_bounce_mailbox
+
+        bounced = self.sent("nobody@example.net")
+        other = self.sent("ann@example.com")
+        server = FakeImap(
+            [
+                self.sample("postfix_user_unknown.eml", bounced),
+                self.sample("out_of_office.eml", other),
+            ]
+        )
+        url = "imaps://bounces%40example.com:p%40ss@imap.example.com/Bounces"
+        with override_settings(BOUNCE_MAILBOX=url), mock.patch("imaplib.IMAP4_SSL", server):
+            self.assertEqual(poll_bounce_mailbox(), 1)
+        self.assertEqual(server.logged_in, ("bounces@example.com", "p@ss"))
+        self.assertEqual((server.address, server.folder), (("imap.example.com", 993), "Bounces"))
+        self.assertEqual(server.seen, [b"1", b"2"])
+        self.assertTrue(Suppression.objects.filter(email="nobody@example.net").exists())
+
+    def test_pop3_bounces_are_handled_and_deleted(self) -> None:
+        from postroom.tracking.mailbox import poll_bounce_mailbox
+
+        server = FakePop3([self.sample("arf_complaint.eml", self.sent("angry@example.net"), False)])
+        with (
+            override_settings(BOUNCE_MAILBOX="pop3s://u:p@pop.example.com"),
+            mock.patch("poplib.POP3_SSL", server),
+        ):
+            self.assertEqual(poll_bounce_mailbox(), 1)
+        self.assertEqual(server.deleted, [1])
+        self.assertEqual(Contact.objects.get(email="angry@example.net").status, Status.COMPLAINED)
+
+    def test_an_unreachable_mailbox_is_logged_not_raised(self) -> None:
+        from postroom.tracking.mailbox import poll_bounce_mailbox
+
+        with (
+            override_settings(BOUNCE_MAILBOX="imaps://u:p@imap.example.com"),
+            mock.patch("imaplib.IMAP4_SSL", side_effect=OSError("connection refused")),
+        ):
+            self.assertEqual(poll_bounce_mailbox(), 0)
+        with override_settings(BOUNCE_MAILBOX="ftp://nope"):
+            self.assertEqual(poll_bounce_mailbox(), 0)
