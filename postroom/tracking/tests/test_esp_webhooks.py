@@ -280,3 +280,61 @@ class SenderPageTest(EspWebhookTestCase):
         self.login()
         r = self.client.get(self.url(f"senders/{self.sender.code}/"))
         self.assertContains(r, esp.webhook_url(self.sender))
+
+
+class MailgunTest(EspWebhookTestCase):
+    kind = Sender.Kind.MAILGUN
+    KEY = "key-mailgun-signing"
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.sender.esp_options = {"webhook_signing_key": self.KEY}
+        self.sender.save()
+        self.message.provider_id = "<20260101.1@mg.example.com>"
+        self.message.save()
+
+    def payload(self, event: str, key: str | None = None, **data) -> dict:
+        import hashlib
+        import hmac
+
+        timestamp, token = "1767261600", "a" * 50
+        signature = hmac.new(
+            (key or self.KEY).encode(), f"{timestamp}{token}".encode(), hashlib.sha256
+        ).hexdigest()
+        return {
+            "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+            "event-data": {
+                "event": event,
+                "timestamp": 1767261600.5,
+                "id": "ev-1",
+                "recipient": "ann@example.com",
+                "message": {"headers": {"message-id": "20260101.1@mg.example.com"}},
+                **data,
+            },
+        }
+
+    def test_a_signed_delivery_is_recorded(self) -> None:
+        r = self.post(self.payload("delivered", **{"delivery-status": {"code": 250}}))
+        self.assertEqual(r.json(), {"recorded": 1})
+        self.assertTrue(Event.objects.filter(kind=Event.Kind.DELIVERED).exists())
+
+    def test_a_permanent_failure_is_a_hard_bounce(self) -> None:
+        failure = {
+            "severity": "permanent",
+            "reason": "bounce",
+            "delivery-status": {"code": 550, "message": "5.1.1 The email account does not exist"},
+        }
+        self.post(self.payload("failed", **failure))
+        self.assertTrue(Suppression.objects.filter(email="ann@example.com").exists())
+
+    def test_a_wrong_signature_is_refused(self) -> None:
+        r = self.post(self.payload("delivered", key="someone-elses"))
+        self.assertEqual(r.status_code, 400)
+        self.assertFalse(Event.objects.exists())
+
+    def test_without_a_signing_key_the_webhook_says_what_to_set(self) -> None:
+        self.sender.esp_options = {}
+        self.sender.save()
+        r = self.post(self.payload("delivered"))
+        self.assertEqual(r.status_code, 400)
+        self.assertIn("webhook_signing_key", r.json()["message"])
