@@ -56,6 +56,16 @@ class Event(models.Model):
             models.Index(fields=["project", "id"], name="tracking_event_page"),
             # A campaign's report: its Email's events by kind.
             models.Index(fields=["email", "kind", "id"], name="tracking_event_email"),
+            # The events page filtered by campaign, newest first (bench/events.py at 10M events:
+            # 957 -> 30 ms; the index above leads with kind, so it cannot give id order).
+            models.Index(fields=["email", "id"], name="tracking_event_email_page"),
+            # The events page filtered by a custom event's name (a rare name, or none, read
+            # every event without it: 620 -> 15 ms at 10M). Custom events alone carry names.
+            models.Index(
+                fields=["project", "name", "id"],
+                condition=models.Q(kind="custom"),
+                name="tracking_event_name",
+            ),
         ]
 
     def __str__(self) -> str:

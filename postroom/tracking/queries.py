@@ -42,7 +42,8 @@ def filtered_events(project: Project, f: EventFilter) -> QuerySet[Event]:
     if f.kind:
         events = events.filter(kind=f.kind)
     if f.name:
-        events = events.filter(name=f.name)
+        # Only custom events have names; saying so lets PostgreSQL use the partial index.
+        events = events.filter(kind=Event.Kind.CUSTOM, name=f.name)
     if f.contact is not None:
         events = events.filter(contact=f.contact)
     if f.campaign is not None:
