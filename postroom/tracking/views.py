@@ -39,8 +39,8 @@ def message_for(code) -> Message:
 
 @never_cache
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
-    message = message_for(unsign(OPEN, token))
-    actions.record_open(message, request)
+    if not actions.record_open(unsign(OPEN, token), request):
+        raise Http404("Unknown link.")
     return HttpResponse(PIXEL, content_type="image/gif")
 
 
@@ -48,10 +48,9 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
 def click(request: HttpRequest, token: str) -> HttpResponse:
     url = request.GET.get("u", "")
     # The signature covers the target: a link to elsewhere is not ours to follow.
-    message = message_for(unsign(CLICK, token, url.encode()))
-    if not HTTP.match(url):
+    code = unsign(CLICK, token, url.encode())
+    if not HTTP.match(url) or not actions.record_click(code, url, request):
         raise Http404("Unknown link.")
-    actions.record_click(message, url, request)
     return HttpResponseRedirect(url)
 
 
