@@ -85,7 +85,7 @@ from api import (  # noqa: E402
     tree_cpu,
     wait_idle,
 )
-from contacts import analyze, ms, setup_django  # noqa: E402
+from contacts import analyze, drop_indexes, ms, setup_django  # noqa: E402
 from contacts import seed as seed_contacts  # noqa: E402
 from send import database_cpu, free_port, stop  # noqa: E402
 
@@ -448,14 +448,6 @@ def try_indexes(names: list[str]) -> list[str]:
             created.append(sql.split()[2])
         cur.execute("ANALYZE", [])
     return created
-
-
-def drop_indexes(names: list[str]) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        for name in names:
-            cur.execute(f"DROP INDEX IF EXISTS {name}", [])
 
 
 # --- timing --------------------------------------------------------------------------------
