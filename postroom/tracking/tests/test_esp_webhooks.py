@@ -338,3 +338,81 @@ class MailgunTest(EspWebhookTestCase):
         r = self.post(self.payload("delivered"))
         self.assertEqual(r.status_code, 400)
         self.assertIn("webhook_signing_key", r.json()["message"])
+
+
+class ResendTest(EspWebhookTestCase):
+    kind = Sender.Kind.RESEND
+    KEY = b"resend-endpoint-key-0123456789ab"
+
+    def setUp(self) -> None:
+        super().setUp()
+        secret = "whsec_" + base64.b64encode(self.KEY).decode()
+        self.sender.esp_options = {"signing_secret": secret}
+        self.sender.save()
+        self.message.provider_id = "re-1"
+        self.message.save()
+
+    def post_signed(self, payload: dict, key: bytes | None = None, stamp: int | None = None):
+        import hashlib
+        import hmac
+        import time
+
+        body = json.dumps(payload).encode()
+        stamp = stamp if stamp is not None else int(time.time())
+        signed = f"msg_1.{stamp}.".encode() + body
+        sig = base64.b64encode(hmac.new(key or self.KEY, signed, hashlib.sha256).digest())
+        return self.post(
+            body,
+            HTTP_SVIX_ID="msg_1",
+            HTTP_SVIX_TIMESTAMP=str(stamp),
+            HTTP_SVIX_SIGNATURE=f"v1,{sig.decode()}",
+        )
+
+    DELIVERED = {
+        "type": "email.delivered",
+        "created_at": "2026-01-01T10:00:00.000Z",
+        "data": {
+            "email_id": "re-1",
+            "from": "news@example.com",
+            "to": ["ann@example.com"],
+            "subject": "S",
+            "created_at": "2026-01-01T09:59:59.000Z",
+        },
+    }
+
+    def test_a_signed_delivery_is_recorded(self) -> None:
+        r = self.post_signed(self.DELIVERED)
+        self.assertEqual(r.json(), {"recorded": 1})
+        self.assertTrue(Event.objects.filter(kind=Event.Kind.DELIVERED).exists())
+
+    def test_a_wrong_signature_or_an_old_timestamp_is_refused(self) -> None:
+        r = self.post_signed(self.DELIVERED, key=b"another-key")
+        self.assertEqual(r.status_code, 400)
+        self.assertIn("does not verify", r.json()["message"])
+        r = self.post_signed(self.DELIVERED, stamp=1_000_000_000)
+        self.assertEqual(r.status_code, 400)
+        self.assertIn("too old", r.json()["message"])
+        self.assertFalse(Event.objects.exists())
+
+
+class BrevoTest(EspWebhookTestCase):
+    kind = Sender.Kind.BREVO
+
+    def test_a_hard_bounce_suppresses(self) -> None:
+        self.message.provider_id = "<202601011000.123@smtp-relay.mailin.fr>"
+        self.message.save()
+        r = self.post(
+            {
+                "event": "hard_bounce",
+                "email": "ann@example.com",
+                "id": 1,
+                "date": "2026-01-01 10:00:00",
+                "ts": 1767261600,
+                "message-id": "<202601011000.123@smtp-relay.mailin.fr>",
+                "ts_event": 1767261600,
+                "subject": "S",
+                "reason": "550 5.1.1 unknown user",
+            }
+        )
+        self.assertEqual(r.json(), {"recorded": 1})
+        self.assertTrue(Suppression.objects.filter(email="ann@example.com").exists())
