@@ -312,6 +312,23 @@ def run_wrk(
     return figures
 
 
+def wrk_figures(m: dict, ok: int) -> dict[str, Any]:
+    """Rates, latency percentiles and statuses of one run_wrk result; `ok` the answers that
+    count as served."""
+    seconds = m["duration_us"] / 1e6
+    return {
+        "rps": round(ok / seconds),
+        "all_rps": round(m["requests"] / seconds),
+        "p50_ms": round(m["p50_us"] / 1000, 2),
+        "p90_ms": round(m["p90_us"] / 1000, 2),
+        "p99_ms": round(m["p99_us"] / 1000, 2),
+        "max_ms": round(m["max_us"] / 1000, 1),
+        "requests": m["requests"],
+        "statuses": {str(s): n for s, n in sorted(m["statuses"].items())},
+        "socket_errors": {k: v for k, v in m["errors"].items() if v and k != "status"},
+    }
+
+
 def sample(pyspy: str, pids: list[int], seconds: int, data_dir: str, name: str) -> list:
     """py-spy on each web worker for `seconds`, in the background: the processes and the
     files they write."""
@@ -404,15 +421,7 @@ def drive(
     seconds = m["duration_us"] / 1e6
     ok = sum(n for s, n in m["statuses"].items() if 200 <= s < 300)
     figures: dict[str, Any] = {
-        "rps": round(ok / seconds),
-        "all_rps": round(m["requests"] / seconds),
-        "p50_ms": round(m["p50_us"] / 1000, 2),
-        "p90_ms": round(m["p90_us"] / 1000, 2),
-        "p99_ms": round(m["p99_us"] / 1000, 2),
-        "max_ms": round(m["max_us"] / 1000, 1),
-        "requests": m["requests"],
-        "statuses": {str(s): n for s, n in sorted(m["statuses"].items())},
-        "socket_errors": {k: v for k, v in m["errors"].items() if v and k != "status"},
+        **wrk_figures(m, ok),
         "server_cpu_cores": round(server_cpu / seconds, 2),
         "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, m["requests"]), 3),
         "wrk_cpu_cores": round(m["wrk_cpu_s"] / seconds, 2),

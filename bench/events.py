@@ -64,7 +64,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -84,8 +83,9 @@ from api import (  # noqa: E402
     start_server,
     tree_cpu,
     wait_idle,
+    wrk_figures,
 )
-from contacts import analyze, drop_indexes, ms, setup_django  # noqa: E402
+from contacts import analyze, drop_indexes, measure, ms, setup_django  # noqa: E402
 from contacts import seed as seed_contacts  # noqa: E402
 from send import database_cpu, free_port, stop  # noqa: E402
 
@@ -456,17 +456,6 @@ NEXT = re.compile(r'after=([A-Za-z0-9_-]+)">Older')
 FAILURE = "Events could not be shown"
 
 
-def measure(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
-    """(median ms, best ms, result) over `runs` timed calls after one warm-up."""
-    result = fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(ms(t0))
-    return statistics.median(times), min(times), result
-
-
 def events_result(body: str) -> str:
     """What an events page shows: its rows, or its empty or error state."""
     if FAILURE in body:
@@ -700,15 +689,7 @@ def pixel(args: argparse.Namespace, project_id: int, data_dir: str) -> dict[str,
     answered = 1 + ok + warm["statuses"].get(200, 0)  # the probe, the warm-up, the run
     recorded = opened_count(ids) - before
     figures = {
-        "rps": round(ok / seconds),
-        "all_rps": round(m["requests"] / seconds),
-        "p50_ms": round(m["p50_us"] / 1000, 2),
-        "p90_ms": round(m["p90_us"] / 1000, 2),
-        "p99_ms": round(m["p99_us"] / 1000, 2),
-        "max_ms": round(m["max_us"] / 1000, 1),
-        "requests": m["requests"],
-        "statuses": {str(s): n for s, n in sorted(m["statuses"].items())},
-        "socket_errors": {k: v for k, v in m["errors"].items() if v and k != "status"},
+        **wrk_figures(m, ok),
         "ok_responses": answered,
         "opened_events_recorded": recorded,
         "lost": max(0, answered - recorded),
