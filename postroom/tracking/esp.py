@@ -31,14 +31,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from django.conf import settings
-from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from postroom.delivery.models import Message, Sender
 from postroom.tracking import actions
 from postroom.tracking.bounces import COMPLAINT, HARD, Report, apply_report
 from postroom.tracking.models import Event
-from postroom.tracking.scanners import is_machine
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +95,9 @@ def tracking_view(sender: Sender):
 
 def receive(sender: Sender, request) -> int:
     """Check and parse one webhook post and act on its events; how many were recorded."""
-    if sender.kind == Sender.Kind.SES:
-        verify_sns(request.body)
-        if confirm_subscription(request):
-            return 0
+    # Amazon: only a verified notification goes on; a subscription confirmation stops here.
+    if sender.kind == Sender.Kind.SES and confirm_subscription(verify_sns(request.body)):
+        return 0
     if sender.kind == Sender.Kind.RESEND:
         check_svix(sender, request)
     view = tracking_view(sender)
@@ -133,22 +130,10 @@ def handle_event(sender: Sender, event: AnymailTrackingEvent) -> bool:
     elif kind == "complained":
         apply_report(message, Report(kind=COMPLAINT, feedback_type="abuse"))
     elif kind in ("opened", "clicked"):
-        agent = (event.user_agent or "")[:300]
-        machine = is_machine(message.sent_at, agent)
-        fields = {"user_agent": agent, "machine": machine}
-        if kind == "clicked":
-            fields["url"] = (event.click_url or "")[:2000]
-        Event.objects.create(
-            project_id=message.project_id,
-            kind=Event.Kind.OPENED if kind == "opened" else Event.Kind.CLICKED,
-            contact_id=message.contact_id,
-            message=message,
-            email_id=message.email_id,
-            **fields,
+        hit = Event.Kind.OPENED if kind == "opened" else Event.Kind.CLICKED
+        actions.write_hit(
+            actions.HitTarget.of(message), hit, event.user_agent or "", event.click_url or ""
         )
-        if not machine:
-            stamp = "opened_at" if kind == "opened" else "clicked_at"
-            Message.objects.filter(pk=message.pk, **{stamp: None}).update(**{stamp: timezone.now()})
     elif kind == "unsubscribed":
         actions.unsubscribe(message, None, sender.get_kind_display())
     elif kind in ("rejected", "failed"):
@@ -251,9 +236,8 @@ def fetch_certificate(url: str) -> bytes:
     return response.content
 
 
-def confirm_subscription(request) -> bool:
+def confirm_subscription(message: dict) -> bool:
     """A verified SubscriptionConfirmation: visit its SubscribeURL (Amazon's own, checked)."""
-    message = json.loads(request.body)
     if message.get("Type") != "SubscriptionConfirmation":
         return False
     url = message.get("SubscribeURL", "")
