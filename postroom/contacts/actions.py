@@ -32,6 +32,7 @@ from postroom.contacts.models import (
     tagged_with,
 )
 from postroom.lib.emails import InvalidEmail, normalise_email
+from postroom.lib.leases import LeaseLost, update_while_leased
 
 log = logging.getLogger(__name__)
 
@@ -682,10 +683,6 @@ def queue_bulk_action(
     )
 
 
-class LeaseLost(Exception):
-    """Another worker took the job over after this one's lease ran out: stop, change nothing."""
-
-
 def claim_bulk_action() -> BulkAction | None:
     """Claim one pending bulk action, or one whose worker died (lease expired).
 
@@ -711,8 +708,7 @@ def claim_bulk_action() -> BulkAction | None:
 def _while_leased(action: BulkAction, **changes) -> None:
     """Write `changes` only if this worker still holds the lease; else raise LeaseLost."""
     held = BulkAction.objects.filter(pk=action.pk, lease_until=action.lease_until)
-    if held.update(**changes) != 1:
-        raise LeaseLost(str(action.code))
+    update_while_leased(held, **changes)
 
 
 def handle_one_bulk_action() -> bool:

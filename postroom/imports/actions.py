@@ -24,6 +24,7 @@ from datetime import timedelta as td
 from pathlib import Path
 from typing import IO, Any
 
+import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
@@ -33,6 +34,7 @@ from postroom.accounts.models import Project, User
 from postroom.contacts.actions import (
     ContactError,
     clean_tag_names,
+    create_field,
     field_definitions,
     get_or_create_tags,
 )
@@ -61,6 +63,7 @@ from postroom.imports.rows import (
 from postroom.lib.csvsafe import line_writer, safe_cell
 from postroom.lib.csvsniff import DELIMITERS, ENCODINGS, SAMPLE_BYTES, sniff
 from postroom.lib.ids import uuid7
+from postroom.lib.leases import LeaseLost, update_while_leased
 
 log = logging.getLogger(__name__)
 
@@ -281,17 +284,11 @@ def start_import(imp: Import) -> Import:
 
 
 def create_mapped_fields(project: Project, mapping: list[dict[str, Any]]) -> None:
+    """The new custom fields the mapping names (clean_mapping checked their keys and types)."""
     for entry in mapping:
         if entry["target"] == "field" and "type" in entry:
-            FieldDefinition.objects.get_or_create(
-                project=project,
-                key=entry["field"],
-                defaults={
-                    "label": entry["field"].replace("_", " ").capitalize()[:100],
-                    "type": entry["type"],
-                },
-            )
-            del entry["type"]
+            label = entry["field"].replace("_", " ").capitalize()
+            create_field(project, entry["field"], label, entry.pop("type"))
 
 
 def cancel_import(imp: Import) -> bool:
@@ -336,10 +333,6 @@ def repeat_for_real(imp: Import, user: User | None) -> Import:
 
 
 # --- the worker --------------------------------------------------------------------------------
-
-
-class LeaseLost(Exception):
-    """Another worker took the import over, or it was cancelled: stop, commit nothing."""
 
 
 @dataclass
@@ -470,8 +463,7 @@ def handle_one_import(only: int | None = None) -> bool:
 def _while_leased(imp: Import, **changes) -> None:
     """Write `changes` only while this worker holds the lease; else raise LeaseLost."""
     held = Import.objects.filter(pk=imp.pk, state=Import.State.RUNNING, lease_until=imp.lease_until)
-    if held.update(**changes) != 1:
-        raise LeaseLost(str(imp.code))
+    update_while_leased(held, **changes)
 
 
 def open_session(imp: Import) -> ImportSession:
@@ -752,9 +744,9 @@ CONTACT_COLUMNS = (
 
 def insert_contacts_postgres(cursor, values: list[tuple], constants: list) -> dict[str, int]:
     """One statement for the chunk, each column an array, bound on the server in binary: a
-    statement with thousands of placeholders cost psycopg more to parse than the server took to
-    run it, and client-side quoting of the arrays (Django's default cursor) as much again."""
-    import psycopg
+    statement with thousands of %s parameter markers cost psycopg more to parse than the
+    server took to run it, and client-side quoting of the arrays (Django's default cursor) as
+    much again."""
 
     table = Contact._meta.db_table
     columns = [list(column) for column in zip(*values, strict=True)]
