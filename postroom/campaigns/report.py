@@ -44,6 +44,24 @@ class Report:
         base = self.totals.get(of) or 0
         return round(100 * self.unique.get(kind, 0) / base, 1) if base else None
 
+    def figures(self) -> list[dict]:
+        """The figures across the top: each kind's total, unique and rate over sent."""
+        return [
+            {
+                "kind": kind,
+                "label": Event.Kind(kind).label,
+                "total": self.totals.get(kind, 0),
+                "unique": self.unique.get(kind, 0),
+                "rate": None if kind == Event.Kind.SENT else self.rate(kind),
+            }
+            for kind in KINDS
+        ]
+
+    def chart(self) -> dict:
+        """What static/postroom/report-chart.js draws."""
+        labels = {kind: Event.Kind(kind).label for kind in KINDS}
+        return {"bucket": self.bucket, "series": self.series, "labels": labels}
+
 
 def campaign_report(campaign: Campaign, with_machines: bool = False) -> Report:
     report = Report()

@@ -17,7 +17,7 @@ from postroom.delivery import actions
 from postroom.delivery.forms import SenderForm, TestEmailForm
 from postroom.delivery.models import DkimKey, MailboxMessage, Message, Sender
 from postroom.lib.emails import ascii_domain, lookup_email
-from postroom.lib.keyset import keyset_page
+from postroom.lib.keyset import filters_without_cursors, keyset_page
 from postroom.lib.querytime import QueryTooSlow, time_limit
 from postroom.tracking.esp import TRACKING_VIEWS, webhook_url
 
@@ -278,10 +278,7 @@ def transactional_log(request: HttpRequest) -> HttpResponse:
             )
     except (QueryTooSlow, DatabaseError) as e:
         context["failure"] = str(e)
-    filters = request.GET.copy()
-    for cursor in ("after", "before"):
-        filters.pop(cursor, None)
-    context["filter_query"] = filters.urlencode()
+    context["filter_query"] = filters_without_cursors(request.GET)
     response = render(request, "delivery/transactional.html", context)
     response["Cache-Control"] = "no-store"
     return response

@@ -63,3 +63,12 @@ def keyset_page(
         next_cursor=encode_cursor(rows[-1].id) if rows and has_older else None,
         prev_cursor=encode_cursor(rows[0].id) if rows and older_than is not None else None,
     )
+
+
+def filters_without_cursors(params) -> str:
+    """A list's query string with its page cursors left out: what the pager's links keep
+    (templates/_pager.html)."""
+    kept = params.copy()
+    for cursor in ("after", "before"):
+        kept.pop(cursor, None)
+    return kept.urlencode()

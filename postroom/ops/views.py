@@ -5,15 +5,19 @@ from datetime import timedelta as td
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.db.models import Count, Q
+from django.db.models.functions import TruncDay
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from postroom.accounts.decorators import project_view
 from postroom.contacts.models import Contact, Segment, Status
+from postroom.lib.querytime import QueryTooSlow, time_limit
 from postroom.ops import health
 from postroom.ops.models import WorkerHeartbeat
+from postroom.tracking.models import Event
 
 
 @project_view
@@ -36,18 +40,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "ops/overview.html", context)
 
 
-MAIL_KINDS = ("sent", "delivered", "opened")
+MAIL_KINDS = (Event.Kind.SENT, Event.Kind.DELIVERED, Event.Kind.OPENED)
 
 
 def _daily_mail(project, days: int) -> dict:
     """Sent, delivered and opened (by people) per day over the last `days` days, for the
     overview's chart; an error to show instead when the query fails or takes too long."""
-    from django.db import DatabaseError
-    from django.db.models.functions import TruncDay
-
-    from postroom.lib.querytime import QueryTooSlow, time_limit
-    from postroom.tracking.models import Event
-
     # Midnight in the site's time zone, as TruncDay counts days.
     today = timezone.localtime(timezone.now())
     start = (today - td(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -70,7 +68,7 @@ def _daily_mail(project, days: int) -> dict:
         series["t"].append(int(day.timestamp()))
         for k in MAIL_KINDS:
             series[k].append(by_day.get(day, {}).get(k, 0))
-    labels = {"sent": "Sent", "delivered": "Delivered", "opened": "Opened"}
+    labels = {kind: Event.Kind(kind).label for kind in MAIL_KINDS}
     return {
         "mail_chart": {"bucket": "day", "series": series, "labels": labels},
         "mail_total": sum(sum(series[k]) for k in MAIL_KINDS),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import uuid
 
 from django.contrib import messages
 from django.db import DatabaseError
@@ -23,8 +22,9 @@ from postroom.campaigns.models import Campaign
 from postroom.contacts.models import Contact
 from postroom.delivery.actions import DeliveryError, default_sender, send_test_email
 from postroom.lib.emails import lookup_email
-from postroom.lib.keyset import keyset_page
+from postroom.lib.keyset import filters_without_cursors, keyset_page
 from postroom.lib.querytime import QueryTooSlow, time_limit
+from postroom.lib.scoping import find_in_project
 from postroom.tracking.models import Event
 from postroom.tracking.queries import EventFilter, filtered_events
 
@@ -65,9 +65,7 @@ def event_filter(request: HttpRequest) -> tuple[EventFilter, dict[str, str], lis
         if chosen.contact is None:
             problems.append(f"There is no contact {params['contact']!r} in this project.")
     if params["campaign"]:
-        chosen.campaign = Campaign.objects.filter(
-            project=request.project, code=_uuid_or_none(params["campaign"])
-        ).first()
+        chosen.campaign = find_in_project(Campaign, request.project, params["campaign"])
         if chosen.campaign is None:
             problems.append("That campaign is not in this project.")
     for key in ("since", "until"):
@@ -76,13 +74,6 @@ def event_filter(request: HttpRequest) -> tuple[EventFilter, dict[str, str], lis
             if getattr(chosen, key) is None:
                 problems.append(f"{key}: not a date and time.")
     return chosen, params, problems
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @project_view
@@ -123,16 +114,13 @@ def events_page(request: HttpRequest, chosen: EventFilter, problems: list[str]) 
         ).values_list("email_id", "name")
     )
     first_page = not (request.GET.get("after") or request.GET.get("before"))
-    filters = request.GET.copy()
-    for cursor in ("after", "before"):
-        filters.pop(cursor, None)
     return {
         "page": page,
         "rows": [
             {"event": e, "campaign": campaigns.get(e.email_id), "data": short_json(e.data)}
             for e in page.items
         ],
-        "filter_query": filters.urlencode(),
+        "filter_query": filters_without_cursors(request.GET),
         "live": first_page,
         "live_seconds": LIVE_SECONDS,
         "filtered": not chosen.is_empty() or bool(problems),
