@@ -1,4 +1,5 @@
-"""A campaign's report: what became of its mail, from the events of its Email (tracking).
+"""A campaign's report: what became of its mail, from the events of its Email (tracking),
+counted per hour by the worker (tracking.counts) and per link from the click events.
 
 Totals count every event; "unique" counts messages (a recipient who opened five times is one
 unique open). Opens and clicks a scanner probably made (Event.machine) are left out unless
@@ -11,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models import Count
 
 from postroom.campaigns.models import Campaign
+from postroom.tracking.counts import email_hours, local_day
 from postroom.tracking.models import Event
 
 KINDS = (
@@ -67,40 +68,46 @@ def campaign_report(campaign: Campaign, with_machines: bool = False) -> Report:
     report = Report()
     if not campaign.email_id:
         return report
-    events = Event.objects.filter(email_id=campaign.email_id, kind__in=KINDS)
-    report.machine_hits = events.filter(machine=True).count()
+    hours = email_hours(campaign.email_id, KINDS)
+    report.machine_hits = sum(row["events"] for row in hours if row["machine"])
     if not with_machines:
-        events = events.filter(machine=False)
-    for row in events.values("kind").annotate(
-        n=Count("id"), unique=Count("message_id", distinct=True)
-    ):
-        report.totals[row["kind"]] = row["n"]
-        report.unique[row["kind"]] = row["unique"]
-    clicks = (
-        events.filter(kind=Event.Kind.CLICKED)
-        .values("url")
-        .annotate(clicks=Count("id"), unique=Count("message_id", distinct=True))
-        .order_by("-clicks", "url")[:TOP_LINKS]
-    )
-    report.links = list(clicks)
-    report.bucket, report.series = over_time(events, campaign)
+        hours = [row for row in hours if not row["machine"]]
+    unique = "unique_all" if with_machines else "unique_people"
+    for row in hours:
+        kind = row["kind"]
+        report.totals[kind] = report.totals.get(kind, 0) + row["events"]
+        report.unique[kind] = report.unique.get(kind, 0) + row[unique]
+    report.links = top_links(campaign.email_id, with_machines)
+    report.bucket, report.series = over_time(hours, campaign)
     return report
 
 
-def over_time(events, campaign: Campaign) -> tuple[str, dict]:
-    start = campaign.started_at or campaign.created_at
-    last = events.order_by("-id").values_list("created_at", flat=True).first()
-    hourly = last is None or last - start <= HOURLY_FOR
-    trunc = TruncHour("created_at") if hourly else TruncDay("created_at")
-    rows = (
-        events.annotate(at=trunc)
-        .values("at")
-        .annotate(**{kind: Count("id", filter=Q(kind=kind)) for kind in KINDS})
-        .order_by("at")
+def top_links(email_id: int, with_machines: bool) -> list[dict]:
+    """Clicks per link, counted from the click events (a few per cent of a campaign's)."""
+    clicks = Event.objects.filter(email_id=email_id, kind=Event.Kind.CLICKED)
+    if not with_machines:
+        clicks = clicks.filter(machine=False)
+    per_link = (
+        clicks.values("url")
+        .annotate(clicks=Count("id"), unique=Count("message_id", distinct=True))
+        .order_by("-clicks", "url")[:TOP_LINKS]
     )
+    return list(per_link)
+
+
+def over_time(hours: list[dict], campaign: Campaign) -> tuple[str, dict]:
+    """Each kind per hour for a campaign whose events span two days at most, per day (in the
+    site's time zone) after that."""
+    start = campaign.started_at or campaign.created_at
+    hourly = not hours or hours[-1]["hour"] - start <= HOURLY_FOR
+    buckets: dict[dt.datetime, dict[str, int]] = {}
+    for row in hours:
+        at = row["hour"] if hourly else local_day(row["hour"])
+        bucket = buckets.setdefault(at, dict.fromkeys(KINDS, 0))
+        bucket[row["kind"]] += row["events"]
     series: dict[str, list] = {"t": [], **{kind: [] for kind in KINDS}}
-    for row in rows:
-        series["t"].append(int(row["at"].timestamp()))
+    for at in sorted(buckets):
+        series["t"].append(int(at.timestamp()))
         for kind in KINDS:
-            series[kind].append(row[kind])
+            series[kind].append(buckets[at][kind])
     return ("hour" if hourly else "day"), series

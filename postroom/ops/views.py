@@ -7,7 +7,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.db.models import Count, Q
-from django.db.models.functions import TruncDay
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -17,6 +16,7 @@ from postroom.contacts.models import Contact, Segment, Status
 from postroom.lib.querytime import QueryTooSlow, time_limit
 from postroom.ops import health
 from postroom.ops.models import WorkerHeartbeat
+from postroom.tracking.counts import local_day, project_hours
 from postroom.tracking.models import Event
 
 
@@ -45,26 +45,23 @@ MAIL_KINDS = (Event.Kind.SENT, Event.Kind.DELIVERED, Event.Kind.OPENED)
 
 def _daily_mail(project, days: int) -> dict:
     """Sent, delivered and opened (by people) per day over the last `days` days, for the
-    overview's chart; an error to show instead when the query fails or takes too long."""
-    # Midnight in the site's time zone, as TruncDay counts days.
+    overview's chart, from the hourly counts (tracking.counts); an error to show instead when
+    the query fails or takes too long."""
     today = timezone.localtime(timezone.now())
     start = (today - td(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         with time_limit(5):
-            rows = list(
-                Event.objects.filter(
-                    project=project, created_at__gte=start, kind__in=MAIL_KINDS, machine=False
-                )
-                .annotate(day=TruncDay("created_at"))
-                .values("day")
-                .annotate(**{k: Count("id", filter=Q(kind=k)) for k in MAIL_KINDS})
-            )
+            hours = project_hours(project.id, MAIL_KINDS, start)
     except (QueryTooSlow, DatabaseError) as e:
         return {"mail_failure": str(e)}
-    by_day = {row["day"]: row for row in rows}
+    by_day: dict = {}
+    for row in hours:
+        if not row["machine"]:
+            day = by_day.setdefault(local_day(row["hour"]), dict.fromkeys(MAIL_KINDS, 0))
+            day[row["kind"]] += row["events"]
     series = {"t": [], **{k: [] for k in MAIL_KINDS}}
     for i in range(days):
-        day = start + td(days=i)
+        day = start + td(days=i)  # wall-clock arithmetic: midnight each day, DST or not
         series["t"].append(int(day.timestamp()))
         for k in MAIL_KINDS:
             series[k].append(by_day.get(day, {}).get(k, 0))

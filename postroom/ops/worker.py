@@ -28,6 +28,7 @@ from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.delivery.transports import open_transports
 from postroom.imports.actions import handle_one_import, prune_imports, release_imports
 from postroom.ops.models import WorkerHeartbeat
+from postroom.tracking.counts import roll_up_events
 from postroom.tracking.mailbox import poll_bounce_mailbox
 
 log = logging.getLogger("postroom.worker")
@@ -40,6 +41,7 @@ STEPS: list[Callable[[], bool]] = [
     handle_one_import,
     cancel_unsent_recipients,
     finish_done_campaigns,
+    roll_up_events,
 ]
 
 # Housekeeping that runs once a minute, not on every pass.

@@ -24,7 +24,7 @@ from postroom.lib.keyset import keyset_page
 from postroom.lib.scoping import get_in_project_or_404
 from postroom.tracking import actions
 from postroom.tracking.models import Event
-from postroom.tracking.queries import EventFilter, filtered_events
+from postroom.tracking.queries import EventFilter, filtered_events, page_order
 from postroom.tracking.schemas import EventPage, TrackIn, TrackOut
 
 router = Router(tags=["events"])
@@ -111,5 +111,5 @@ def list_events(request: HttpRequest, query: Query[EventQuery]) -> dict:
         people_only=query.people_only,
     )
     events = filtered_events(request.auth, chosen)
-    page = keyset_page(events, after=query.cursor, size=query.limit)
+    page = keyset_page(events, after=query.cursor, size=query.limit, by=page_order(chosen))
     return {"items": [event_out(e) for e in page.items], "next_cursor": page.next_cursor}

@@ -26,7 +26,7 @@ from postroom.lib.keyset import filters_without_cursors, keyset_page
 from postroom.lib.querytime import QueryTooSlow, time_limit
 from postroom.lib.scoping import find_in_project
 from postroom.tracking.models import Event
-from postroom.tracking.queries import EventFilter, filtered_events
+from postroom.tracking.queries import EventFilter, filtered_events, page_order
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,11 @@ def events(request: HttpRequest) -> HttpResponse:
 def events_page(request: HttpRequest, chosen: EventFilter, problems: list[str]) -> dict:
     qs = Event.objects.none() if problems else filtered_events(request.project, chosen)
     page = keyset_page(
-        qs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE
+        qs,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        size=PAGE_SIZE,
+        by=page_order(chosen),
     )
     campaigns = dict(
         Campaign.objects.filter(

@@ -32,3 +32,37 @@ class KeysetPageTestCase(BaseTestCase):
         ]
         first = keyset_page(qs, before=back.prev_cursor, size=3)
         assert [c.email for c in first.items][0] == "c6@example.com"
+
+    def test_by_time_it_walks_in_time_order_when_ids_are_not(self) -> None:
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from postroom.tracking.models import Event
+
+        base = timezone.now().replace(microsecond=0)
+        # Ids in one order, times in another, and two events at the same moment.
+        offsets = [5, 1, 3, 3, 0, 4, 2]
+        for i, minutes in enumerate(offsets):
+            Event.objects.create(
+                project=self.project,
+                kind=Event.Kind.CUSTOM,
+                name=f"e{i}",
+                created_at=base + dt.timedelta(minutes=minutes),
+            )
+        qs = Event.objects.filter(project=self.project)
+        expected = [e.name for e in qs.order_by("-created_at", "-id")]
+        seen, page = [], keyset_page(qs, size=2, by="created_at")
+        pages = [page]
+        while True:
+            seen += [e.name for e in page.items]
+            if not page.next_cursor:
+                break
+            page = keyset_page(qs, after=page.next_cursor, size=2, by="created_at")
+            pages.append(page)
+        assert seen == expected
+        back = keyset_page(qs, before=pages[-1].prev_cursor, size=2, by="created_at")
+        assert [e.name for e in back.items] == [e.name for e in pages[-2].items]
+        # A cursor of a list ordered by id alone starts this one from its first page.
+        by_id = keyset_page(qs, size=2).next_cursor
+        assert keyset_page(qs, after=by_id, size=2, by="created_at").items == pages[0].items
