@@ -15,3 +15,10 @@ def _no_transport_outlives_its_test():
     from postroom.delivery.transports import open_transports
 
     open_transports.close_all()
+
+
+@pytest.fixture(autouse=True)
+def _open_pixel_hits_written_in_the_request(settings):
+    # No writer thread: in a test it would use a connection of its own, which cannot see the
+    # test's uncommitted rows. tracking.hits' batches have tests of their own.
+    settings.HIT_BATCHES = False

@@ -44,6 +44,8 @@ SOFT_BOUNCE_LIMIT = envint("POSTROOM_SOFT_BOUNCE_LIMIT", 3)
 SOFT_BOUNCE_DAYS = envint("POSTROOM_SOFT_BOUNCE_DAYS", 30)
 # Opens and clicks this soon after sending are flagged as a scanner's (tracking.scanners).
 SCANNER_SECONDS = envint("POSTROOM_SCANNER_SECONDS", 10)
+# Open-pixel hits written together, a batch per transaction (tracking.hits); off: one each.
+HIT_BATCHES = envbool("POSTROOM_HIT_BATCHES", True)
 SITE_NAME = envstr("SITE_NAME", "Postroom")
 # Default: the host of SITE_URL and the loopback names. Never "*": the Host header would then
 # be whatever a client sends.

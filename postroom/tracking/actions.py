@@ -30,9 +30,9 @@ from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
 from postroom.lib.ids import uuid7
 from postroom.lib.signing import sign, unsign
+from postroom.tracking.hits import hit_targets, hit_writer, write_hit
 from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
-from postroom.tracking.scanners import is_machine
 
 
 def user_agent(request: HttpRequest | None) -> str:
@@ -51,104 +51,22 @@ def record(message: Message, kind: str, request: HttpRequest | None, **fields) -
     )
 
 
-def record_open(code: uuid.UUID | None, request: HttpRequest) -> bool:
+def record_open(code: uuid.UUID, request: HttpRequest) -> None:
     """Every open is an event; the message keeps the first a person made (a scanner's is
-    recorded, flagged, and left off the message). False for no message of ours."""
-    return record_hit(code, Event.Kind.OPENED, user_agent(request))
+    recorded, flagged, and left off the message). Written a moment later, in a batch
+    (tracking.hits)."""
+    hit_writer.add_open(code, user_agent(request))
 
 
 def record_click(code: uuid.UUID | None, url: str, request: HttpRequest) -> bool:
     """Every click is an event with its link; the message keeps the first a person made. A
-    click means the message was opened, pixel or not (images off)."""
-    return record_hit(code, Event.Kind.CLICKED, user_agent(request), url[:2000])
-
-
-@dataclass
-class HitTarget:
-    """What an open or click needs of its message."""
-
-    message_id: int
-    project_id: int
-    contact_id: int | None
-    email_id: int
-    sent_at: dt.datetime | None
-
-    @classmethod
-    def of(cls, message: Message) -> HitTarget:
-        return cls(
-            message.id, message.project_id, message.contact_id, message.email_id, message.sent_at
-        )
-
-
-def record_hit(code: uuid.UUID | None, kind: str, agent: str, url: str = "") -> bool:
-    """An open or click from a tracked link or the pixel: False for no message of ours."""
-    target = hit_target(code) if code is not None else None
+    click means the message was opened, pixel or not (images off). False for no message of
+    ours."""
+    target = hit_targets({code}).get(code) if code is not None else None
     if target is None:  # erased since, or never ours
         return False
-    write_hit(target, kind, agent, url)
+    write_hit(target, Event.Kind.CLICKED, user_agent(request), url[:2000])
     return True
-
-
-def hit_target(code: uuid.UUID) -> HitTarget | None:
-    postgres = connection.vendor == "postgresql"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, project_id, contact_id, email_id, sent_at FROM {Message._meta.db_table} "  # noqa: S608
-            "WHERE code = %s",
-            [code if postgres else code.hex],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    target = HitTarget(*row)
-    if target.sent_at is not None and timezone.is_naive(target.sent_at):  # SQLite: UTC, naive
-        target.sent_at = target.sent_at.replace(tzinfo=dt.UTC)
-    return target
-
-
-def write_hit(target: HitTarget, kind: str, agent: str, url: str = "") -> None:
-    """The event, flagged when a scanner probably made it, and the message's first open (and
-    first click) a person made, without the ORM in one short transaction: a campaign's opens
-    arrive in a burst, and building the ORM's queries cost most of a hit's CPU
-    (bench/events.py). The commit does not wait for the disk on PostgreSQL: a hit lost to a
-    power cut is an open not counted, never a wrong state. The pixel, tracked links and the
-    email services' webhooks (tracking.esp) all record hits here."""
-    postgres = connection.vendor == "postgresql"
-    machine = is_machine(target.sent_at, agent)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    event_code = uuid7()
-    click = kind == Event.Kind.CLICKED
-    with transaction.atomic(), connection.cursor() as cursor:
-        if postgres:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(
-            f"INSERT INTO {Event._meta.db_table} (project_id, code, kind, name, contact_id, "  # noqa: S608
-            "message_id, email_id, url, user_agent, data, machine, created_at) "
-            "VALUES (%s, %s, %s, '', %s, %s, %s, %s, %s, '{}', %s, %s)",
-            [
-                target.project_id,
-                event_code if postgres else event_code.hex,
-                kind,
-                target.contact_id,
-                target.message_id,
-                target.email_id,
-                url[:2000],
-                agent[:300],
-                machine,
-                now,
-            ],
-        )
-        if machine:
-            return
-        # The first a person made: opened_at for both (a click means it was opened), and
-        # clicked_at for a click.
-        clicked = "clicked_at = COALESCE(clicked_at, %s), " if click else ""
-        cursor.execute(
-            f"UPDATE {Message._meta.db_table} SET {clicked}"  # noqa: S608
-            "opened_at = COALESCE(opened_at, %s) WHERE id = %s "
-            f"AND (opened_at IS NULL{' OR clicked_at IS NULL' if click else ''})",
-            [*([now] if click else []), now, target.message_id],
-        )
 
 
 def unsubscribe(message: Message, request: HttpRequest | None, how: str) -> None:

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from postroom.delivery.models import Message, Sender
-from postroom.tracking import actions
+from postroom.tracking import actions, hits
 from postroom.tracking.bounces import COMPLAINT, HARD, Report, apply_report
 from postroom.tracking.models import Event
 
@@ -131,8 +131,8 @@ def handle_event(sender: Sender, event: AnymailTrackingEvent) -> bool:
         apply_report(message, Report(kind=COMPLAINT, feedback_type="abuse"))
     elif kind in ("opened", "clicked"):
         hit = Event.Kind.OPENED if kind == "opened" else Event.Kind.CLICKED
-        actions.write_hit(
-            actions.HitTarget.of(message), hit, event.user_agent or "", event.click_url or ""
+        hits.write_hit(
+            hits.HitTarget.of(message), hit, event.user_agent or "", event.click_url or ""
         )
     elif kind == "unsubscribed":
         actions.unsubscribe(message, None, sender.get_kind_display())

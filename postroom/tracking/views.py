@@ -39,8 +39,10 @@ def message_for(code) -> Message:
 
 @never_cache
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
-    if not actions.record_open(unsign(OPEN, token), request):
+    code = unsign(OPEN, token)
+    if code is None:
         raise Http404("Unknown link.")
+    actions.record_open(code, request)
     return HttpResponse(PIXEL, content_type="image/gif")
 
 
