@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta as td
 
 from django.conf import settings
 from django.core import checks as django_checks
@@ -16,6 +17,8 @@ from postroom.campaigns.models import Campaign
 from postroom.contacts.models import BulkAction
 from postroom.delivery.models import Message, Sender
 from postroom.ops.models import WorkerHeartbeat
+from postroom.tracking.counts import largest_event_id
+from postroom.tracking.models import CountedThrough
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 
@@ -147,6 +150,32 @@ def check_stalled_campaigns() -> Result:
     return Result("campaigns", OK, "none stalled")
 
 
+# Counts this far behind, not moving for this long: reports read the events instead (slower).
+COUNTS_STALE_AFTER = td(minutes=10)
+
+
+def check_event_counts() -> Result:
+    """The hourly counts the campaign report and overview read (tracking.counts)."""
+    try:
+        state = CountedThrough.objects.filter(pk=1).first()
+        waiting = largest_event_id() - (state.through_id if state else 0)
+    except Exception as e:
+        return Result("event counts", ERROR, f"cannot read the event counts: {e}")
+    if waiting <= 0:
+        return Result("event counts", OK, "every event counted")
+    since = timezone.now() - (state.updated_at if state else timezone.now() - COUNTS_STALE_AFTER)
+    message = f"up to {waiting:,} events not counted yet"
+    if since >= COUNTS_STALE_AFTER:
+        minutes = int(since.total_seconds() // 60)
+        return Result(
+            "event counts",
+            WARNING,
+            f"{message}, none counted for {minutes} min: is a worker running? Reports count "
+            "the rest from the events themselves, more slowly",
+        )
+    return Result("event counts", OK, f"{message} (the worker is at it)")
+
+
 def check_system_mail() -> Result:
     # System mail (resets, invitations) goes through Django's mail settings.
     name = "system mail"
@@ -167,6 +196,7 @@ def run_all() -> list[Result]:
         check_queues(),
         check_senders(),
         check_stalled_campaigns(),
+        check_event_counts(),
         check_system_mail(),
         *check_settings(),
     ]

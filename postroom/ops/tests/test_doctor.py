@@ -39,8 +39,17 @@ class DoctorTestCase(BaseTestCase):
         code, out = doctor("--json")
         names = [r["name"] for r in json.loads(out)]
         self.assertEqual(
-            names[:7],
-            ["database", "migrations", "worker", "queues", "senders", "campaigns", "system mail"],
+            names[:8],
+            [
+                "database",
+                "migrations",
+                "worker",
+                "queues",
+                "senders",
+                "campaigns",
+                "event counts",
+                "system mail",
+            ],
         )
 
     @override_settings(SMTP_URL="", EMAIL_FILE_PATH="/tmp/x")
@@ -65,3 +74,22 @@ class DoctorTestCase(BaseTestCase):
         code, out = doctor()
         self.assertEqual(code, 1)
         self.assertIn("postroom.E001", out)
+
+    def test_it_warns_when_events_wait_long_to_be_counted(self) -> None:
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from postroom.tracking.counts import roll_up_events
+        from postroom.tracking.models import CountedThrough, Event
+
+        WorkerHeartbeat.objects.create(name="host:1")
+        self.assertIn("event counts: every event counted", doctor()[1])
+        Event.objects.create(project=self.project, kind=Event.Kind.CUSTOM, name="signup")
+        self.assertIn("up to 1 events not counted yet (the worker is at it)", doctor()[1])
+        long_ago = timezone.now() - dt.timedelta(minutes=30)
+        CountedThrough.objects.update_or_create(pk=1, defaults={"updated_at": long_ago})
+        self.assertIn("none counted for 30 min: is a worker running?", doctor()[1])
+        while roll_up_events(settle=0):
+            pass
+        self.assertIn("event counts: every event counted", doctor()[1])
