@@ -80,15 +80,25 @@ class Event(models.Model):
 # 1,360 ms at 10M events). Hours in UTC; a page buckets them into its own days.
 
 
-class ProjectCount(models.Model):
-    """A project's events of one kind in one hour, people's and machines' apart. The overview's
-    chart reads these."""
+class HourCount(models.Model):
+    """Events of one kind in one hour (UTC), people's and machines' apart."""
 
-    project = models.ForeignKey(Project, models.CASCADE, related_name="+", db_index=False)
     kind = models.CharField(max_length=12, choices=Event.Kind.choices)
     machine = models.BooleanField(default=False)
     hour = models.DateTimeField()
     events = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.hour:%Y-%m-%d %H}h: {self.events}"
+
+
+class ProjectCount(HourCount):
+    """A project's events by hour and kind. The overview's chart reads these."""
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="+", db_index=False)
 
     class Meta:
         constraints = [
@@ -98,20 +108,13 @@ class ProjectCount(models.Model):
             )
         ]
 
-    def __str__(self) -> str:
-        return f"{self.kind} {self.hour:%Y-%m-%d %H}h: {self.events}"
 
-
-class EmailCount(models.Model):
-    """A campaign's or automation's Email: its events of one kind in one hour, and of those how
-    many were their message's first of this kind, made by a person (`unique_people`: the
-    report's "unique") and by anyone (`unique_all`: the same with scanners' hits in)."""
+class EmailCount(HourCount):
+    """A campaign's or automation's Email: its events by hour and kind, and of those how many
+    were their message's first of this kind, made by a person (`unique_people`: the report's
+    "unique") and by anyone (`unique_all`: the same with scanners' hits in)."""
 
     email = models.ForeignKey("delivery.Email", models.CASCADE, related_name="+", db_index=False)
-    kind = models.CharField(max_length=12, choices=Event.Kind.choices)
-    machine = models.BooleanField(default=False)
-    hour = models.DateTimeField()
-    events = models.BigIntegerField(default=0)
     unique_people = models.BigIntegerField(default=0)
     unique_all = models.BigIntegerField(default=0)
 
@@ -122,9 +125,6 @@ class EmailCount(models.Model):
                 fields=["email", "hour", "kind", "machine"], name="tracking_emailcount_key"
             )
         ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.hour:%Y-%m-%d %H}h: {self.events}"
 
 
 class CountedThrough(models.Model):
