@@ -1,3 +1,12 @@
+"""The WSGI application: Django, with the open pixel answered before it.
+
+A campaign's opens arrive in a burst, and a pixel needs none of what Django's request handling
+does for a page (hosts, sessions, CSRF, messages, URL resolution): about 0.3 ms of CPU a hit,
+a third of what the server spent on one (bench/events.py). tracking.views.open_pixel answers
+the same URL inside Django (the test client, `runserver`), and tests hold the two to the same
+answers.
+"""
+
 from __future__ import annotations
 
 import os
@@ -5,4 +14,15 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postroom.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from postroom.tracking.pixel import answer_pixel, pixel_token  # noqa: E402  (after setup)
+
+
+def application(environ: dict, start_response):
+    token = pixel_token(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
+    if token is None:
+        return django_application(environ, start_response)
+    status, headers, body = answer_pixel(token, environ.get("HTTP_USER_AGENT", ""))
+    start_response(status, headers)
+    return [body]

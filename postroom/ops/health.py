@@ -17,8 +17,8 @@ from postroom.campaigns.models import Campaign
 from postroom.contacts.models import BulkAction
 from postroom.delivery.models import Message, Sender
 from postroom.ops.models import WorkerHeartbeat
-from postroom.tracking.counts import largest_event_id
-from postroom.tracking.models import CountedThrough
+from postroom.tracking.models import EventCursor
+from postroom.tracking.stream import largest_event_id
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 
@@ -150,30 +150,33 @@ def check_stalled_campaigns() -> Result:
     return Result("campaigns", OK, "none stalled")
 
 
-# Counts this far behind, not moving for this long: reports read the events instead (slower).
-COUNTS_STALE_AFTER = td(minutes=10)
+# A reader of new events that has not moved for this long while events wait: the reports read
+# events themselves (slower), and what else reads them (webhooks, automations) waits.
+READERS_STALE_AFTER = td(minutes=10)
 
 
-def check_event_counts() -> Result:
-    """The hourly counts the campaign report and overview read (tracking.counts)."""
+def check_event_readers() -> Result:
+    """The worker's readers of new events (tracking.stream): the counts behind the reports."""
+    name = "event readers"
     try:
-        state = CountedThrough.objects.filter(pk=1).first()
-        waiting = largest_event_id() - (state.through_id if state else 0)
+        largest = largest_event_id()
+        cursors = list(EventCursor.objects.order_by("name"))
     except Exception as e:
-        return Result("event counts", ERROR, f"cannot read the event counts: {e}")
-    if waiting <= 0:
-        return Result("event counts", OK, "every event counted")
-    since = timezone.now() - (state.updated_at if state else timezone.now() - COUNTS_STALE_AFTER)
-    message = f"up to {waiting:,} events not counted yet"
-    if since >= COUNTS_STALE_AFTER:
-        minutes = int(since.total_seconds() // 60)
+        return Result(name, ERROR, f"cannot read the event cursors: {e}")
+    behind = [c for c in cursors if c.through_id < largest]
+    if not behind:
+        return Result(name, OK, "every event read" if cursors else "no events yet")
+    now = timezone.now()
+    stale = [c for c in behind if now - c.updated_at >= READERS_STALE_AFTER]
+    waiting = "; ".join(
+        f"{c.name}: up to {largest - c.through_id:,} events waiting" for c in behind
+    )
+    if stale:
+        minutes = int((now - min(c.updated_at for c in stale)).total_seconds() // 60)
         return Result(
-            "event counts",
-            WARNING,
-            f"{message}, none counted for {minutes} min: is a worker running? Reports count "
-            "the rest from the events themselves, more slowly",
+            name, WARNING, f"{waiting}; none read for {minutes} min: is a worker running?"
         )
-    return Result("event counts", OK, f"{message} (the worker is at it)")
+    return Result(name, OK, f"{waiting} (the worker is at it)")
 
 
 def check_system_mail() -> Result:
@@ -196,7 +199,7 @@ def run_all() -> list[Result]:
         check_queues(),
         check_senders(),
         check_stalled_campaigns(),
-        check_event_counts(),
+        check_event_readers(),
         check_system_mail(),
         *check_settings(),
     ]

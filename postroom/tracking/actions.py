@@ -30,7 +30,7 @@ from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
 from postroom.lib.ids import uuid7
 from postroom.lib.signing import sign, unsign
-from postroom.tracking.hits import hit_targets, hit_writer, write_hit
+from postroom.tracking.hits import hit_targets, write_hit
 from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
 
@@ -49,13 +49,6 @@ def record(message: Message, kind: str, request: HttpRequest | None, **fields) -
         user_agent=user_agent(request),
         **fields,
     )
-
-
-def record_open(code: uuid.UUID, request: HttpRequest) -> None:
-    """Every open is an event; the message keeps the first a person made (a scanner's is
-    recorded, flagged, and left off the message). Written a moment later, in a batch
-    (tracking.hits)."""
-    hit_writer.add_open(code, user_agent(request))
 
 
 def record_click(code: uuid.UUID | None, url: str, request: HttpRequest) -> bool:

@@ -2,18 +2,11 @@
 
 A campaign's report and the overview's chart count events; at millions of events, counting them
 on every page view took seconds (bench/events.py). The worker adds new events, in id order and a
-batch a step, to ProjectCount and EmailCount, and CountedThrough says how far it got. A page
+batch a step, to ProjectCount and EmailCount, and its cursor says how far it got. A page
 reads the counts up to there plus the events above it, so it is exact however far behind the
 worker is; only its speed depends on the worker keeping up.
 
-Which ids are safe to count: SQLite gives ids out under its one write lock, so every id up to the
-largest committed one is final. PostgreSQL gives them out before commit (a transaction holding
-id 100 can commit after another committed 101). So an id M read as the largest is counted only
-once (1) at least SETTLE_SECONDS later the rollup took a transaction id X and (2) every
-transaction with an id below X has ended. A transaction that inserted an event id up to M took
-its transaction id in that same INSERT, long before (1), so by (2) it has committed or rolled
-back. A transaction left open for hours anywhere on the server holds the counts back (the pages
-stay exact, and slower).
+Which ids are safe to read, whatever order PostgreSQL commits them in: tracking.stream.
 """
 
 from __future__ import annotations
@@ -22,16 +15,17 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from postroom.delivery.models import Email
-from postroom.tracking.models import CountedThrough, EmailCount, Event, ProjectCount
+from postroom.tracking import stream
+from postroom.tracking.models import EmailCount, Event, ProjectCount
 
+READER = "counts"  # its EventCursor
 BATCH_IDS = 20_000  # a step counts this many ids at most: about a fifth of a second
-SETTLE_SECONDS = 1.0
 # Emails with a report of their own; a transactional send is one Email per request, and the
 # overview's ProjectCount covers those.
 REPORTED_EMAILS = (Email.Kind.CAMPAIGN, Email.Kind.AUTOMATION)
@@ -44,67 +38,10 @@ T = TypeVar("T")
 # --- the worker's step ------------------------------------------------------------------------
 
 
-def roll_up_events(settle: float = SETTLE_SECONDS) -> bool:
+def roll_up_events(settle: float = stream.SETTLE_SECONDS) -> bool:
     """Count the next batch of events that are safe to count. True if it counted some (more
     may be waiting); False when there is nothing to count yet or another worker is at it."""
-    with transaction.atomic():
-        CountedThrough.objects.get_or_create(pk=1)  # the migration made it; a flush may not
-        state = CountedThrough.objects.select_for_update(skip_locked=True).filter(pk=1).first()
-        if state is None:  # another worker holds the row (PostgreSQL)
-            return False
-        before = (state.safe_id, state.next_id, state.next_xid)
-        advance_safe_id(state, settle)
-        if state.safe_id <= state.through_id:
-            if (state.safe_id, state.next_id, state.next_xid) != before:
-                state.save()
-            return False
-        # From the next id there is (ids have gaps: rolled back inserts, other tables'
-        # transactions on PostgreSQL's sequence cache).
-        first = Event.objects.filter(id__gt=state.through_id).aggregate(m=Min("id"))["m"]
-        upto = min(state.safe_id, (first or state.safe_id) - 1 + BATCH_IDS)
-        add_counts(state.through_id, upto)
-        state.through_id = upto
-        state.updated_at = timezone.now()
-        state.save()
-    return True
-
-
-def advance_safe_id(state: CountedThrough, settle: float) -> None:
-    if connection.vendor != "postgresql":
-        state.safe_id = max(state.safe_id, largest_event_id())
-        return
-    now = timezone.now()
-    if state.next_id <= state.safe_id:
-        largest = largest_event_id()
-        if largest <= state.safe_id:
-            return
-        state.next_id, state.next_seen_at, state.next_xid = largest, now, None
-    with connection.cursor() as cursor:
-        if state.next_xid is None:
-            if now - state.next_seen_at < dt.timedelta(seconds=settle):
-                return
-            # This transaction's own id: every transaction that took one before it is older.
-            cursor.execute("SELECT pg_current_xact_id()::text")
-            state.next_xid = int(cursor.fetchone()[0])
-        if older_transactions_have_ended(cursor, state.next_xid):
-            state.safe_id, state.next_xid = state.next_id, None
-
-
-def older_transactions_have_ended(cursor, xid: int) -> bool:
-    """Whether every transaction with an id below `xid` (other than this one) has ended: all
-    of them are below the snapshot's xmax (so each has ended or is listed in progress), and
-    none below `xid` is listed in progress (a snapshot never lists its own transaction)."""
-    cursor.execute(
-        "SELECT pg_snapshot_xmax(s) >= %s::text::xid8 AND NOT EXISTS ("
-        "SELECT 1 FROM pg_snapshot_xip(s) AS x WHERE x < %s::text::xid8) "
-        "FROM pg_current_snapshot() AS s",
-        [str(xid), str(xid)],
-    )
-    return cursor.fetchone()[0]
-
-
-def largest_event_id() -> int:
-    return Event.objects.aggregate(m=Max("id"))["m"] or 0
+    return stream.read_events(READER, add_counts, BATCH_IDS, settle)
 
 
 def add_counts(after_id: int, upto_id: int) -> None:
@@ -166,8 +103,7 @@ def upsert(model, key: tuple[str, ...], added: tuple[str, ...], rows: Iterable[d
 
 
 def counted_through() -> int:
-    row = CountedThrough.objects.filter(pk=1).values_list("through_id", flat=True).first()
-    return row or 0
+    return stream.through(READER)
 
 
 def as_of_one_moment(read: Callable[[int], T]) -> T:

@@ -127,19 +127,30 @@ class EmailCount(HourCount):
         ]
 
 
-class CountedThrough(models.Model):
-    """How far the counts above go: every event with an id up to `through_id` is in them and
-    none above. One row (id 1), made by the migration. PostgreSQL gives ids out of commit order,
-    so an id is counted only once it is `safe`: see tracking.counts."""
+class EventStream(models.Model):
+    """How far events are safe to read in id order: every event with an id up to `safe_id` is
+    committed, and no transaction in progress holds a lower one (tracking.stream). One row (id
+    1), made by the migration."""
 
-    through_id = models.BigIntegerField(default=0)
     safe_id = models.BigIntegerField(default=0)
     # PostgreSQL: the largest id seen at `next_seen_at`, and a transaction id taken a while
     # after; once every transaction older than that one has ended, `next_id` is safe.
     next_id = models.BigIntegerField(default=0)
     next_seen_at = models.DateTimeField(null=True, blank=True)
     next_xid = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"events safe to read through id {self.safe_id}"
+
+
+class EventCursor(models.Model):
+    """How far one reader of the events has got: it has handled every event with an id up to
+    `through_id` and none above. Readers: "counts" (tracking.counts), and the worker's other
+    readers of new events."""
+
+    name = models.CharField(max_length=30, unique=True)
+    through_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
-        return f"events counted through id {self.through_id}"
+        return f"{self.name}: through id {self.through_id}"

@@ -47,7 +47,7 @@ class DoctorTestCase(BaseTestCase):
                 "queues",
                 "senders",
                 "campaigns",
-                "event counts",
+                "event readers",
                 "system mail",
             ],
         )
@@ -75,21 +75,22 @@ class DoctorTestCase(BaseTestCase):
         self.assertEqual(code, 1)
         self.assertIn("postroom.E001", out)
 
-    def test_it_warns_when_events_wait_long_to_be_counted(self) -> None:
+    def test_it_warns_when_events_wait_long_to_be_read(self) -> None:
         import datetime as dt
 
         from django.utils import timezone
 
         from postroom.tracking.counts import roll_up_events
-        from postroom.tracking.models import CountedThrough, Event
+        from postroom.tracking.models import Event, EventCursor
 
         WorkerHeartbeat.objects.create(name="host:1")
-        self.assertIn("event counts: every event counted", doctor()[1])
+        roll_up_events(settle=0)
+        self.assertIn("event readers: every event read", doctor()[1])
         Event.objects.create(project=self.project, kind=Event.Kind.CUSTOM, name="signup")
-        self.assertIn("up to 1 events not counted yet (the worker is at it)", doctor()[1])
+        self.assertIn("counts: up to 1 events waiting (the worker is at it)", doctor()[1])
         long_ago = timezone.now() - dt.timedelta(minutes=30)
-        CountedThrough.objects.update_or_create(pk=1, defaults={"updated_at": long_ago})
-        self.assertIn("none counted for 30 min: is a worker running?", doctor()[1])
+        EventCursor.objects.filter(name="counts").update(updated_at=long_ago)
+        self.assertIn("none read for 30 min: is a worker running?", doctor()[1])
         while roll_up_events(settle=0):
             pass
-        self.assertIn("event counts: every event counted", doctor()[1])
+        self.assertIn("event readers: every event read", doctor()[1])

@@ -3,10 +3,13 @@ failed write; a message erased meanwhile is no one's open."""
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 import time
 import uuid
 from unittest import mock
+from urllib.parse import urlsplit
 
 from django.db import OperationalError, connection
 from django.test import override_settings
@@ -17,6 +20,7 @@ from postroom.test import drain
 from postroom.tracking import hits
 from postroom.tracking.links import OPEN
 from postroom.tracking.models import Event
+from postroom.tracking.pixel import pixel_token
 from postroom.tracking.tests.test_links import BROWSER, LinksTestBase
 
 
@@ -95,3 +99,49 @@ class HitWriterTestCase(LinksTestBase):
             r = self.client.get(f"/o/{token}.gif")
         self.assertEqual((r.status_code, r["Content-Type"]), (200, "image/gif"))
         self.assertFalse(Event.objects.filter(kind=Event.Kind.OPENED).exists())
+
+
+class PixelFastPathTestCase(LinksTestBase):
+    """postroom.wsgi answers the pixel before Django; the Django view must answer the same."""
+
+    def wsgi_get(self, path: str, method: str = "GET") -> tuple[str, dict, bytes]:
+        from postroom.wsgi import application
+
+        answer = {}
+
+        def start_response(status, headers):
+            answer["status"], answer["headers"] = status, dict(headers)
+
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "HTTP_USER_AGENT": BROWSER,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "localhost",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+        }
+        body = b"".join(application(environ, start_response))
+        return answer["status"], answer["headers"], body
+
+    def test_it_records_the_open_and_answers_as_the_view_does(self) -> None:
+        message, html, _ = self.send()
+        path = urlsplit(re.search(r'<img src="([^"]+/o/[^"]+\.gif)"', html).group(1)).path
+        status, headers, body = self.wsgi_get(path)
+        view = self.client.get(path)
+        self.assertEqual((status, body), ("200 OK", view.content))
+        for name in ("Content-Type", "Cache-Control"):
+            self.assertEqual(headers[name], view[name], name)
+        self.assertEqual(Event.objects.filter(kind="opened", message=message).count(), 2)
+        message.refresh_from_db()
+        self.assertIsNotNone(message.opened_at)
+
+    def test_a_token_not_ours_is_a_404_and_other_requests_go_to_django(self) -> None:
+        self.assertEqual(self.wsgi_get("/o/forged-token.gif")[0], "404 Not Found")
+        self.assertEqual(self.client.get("/o/forged-token.gif").status_code, 404)
+        self.assertIsNone(pixel_token("POST", "/o/abc.gif"))
+        self.assertIsNone(pixel_token("GET", "/o/abc.gif/x"))
+        self.assertEqual(pixel_token("HEAD", "/o/abc.gif"), "abc")
+        self.assertEqual(self.wsgi_get("/login/")[0][:3], "200")  # Django's own page
+        self.assertFalse(Event.objects.filter(kind="opened").exists())

@@ -1,0 +1,109 @@
+"""Reading new events in id order, for the worker's readers (tracking.counts and others): each
+has a cursor (EventCursor) and takes the next range of ids a step, in one transaction with the
+cursor's move, so no event is handled twice or skipped, whatever crashes.
+
+Which ids are safe to read: SQLite gives ids out under its one write lock, so every id up to the
+largest committed one is final. PostgreSQL gives them out before commit (a transaction holding
+id 100 can commit after another committed 101). So an id M read as the largest is safe only
+once (1) at least `settle` seconds later a reader took a transaction id X and (2) every
+transaction with an id below X has ended. A transaction that inserted an event id up to M took
+its transaction id in that same INSERT, long before (1), so by (2) it has committed or rolled
+back. A transaction left open for hours anywhere on the server holds the readers back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from postroom.tracking.models import Event, EventCursor, EventStream
+
+SETTLE_SECONDS = 1.0
+
+
+def read_events(
+    name: str,
+    handle: Callable[[int, int], None],
+    batch_ids: int,
+    settle: float = SETTLE_SECONDS,
+) -> bool:
+    """One step of the reader `name`: `handle(after_id, upto_id)` the next range of at most
+    `batch_ids` ids that are safe to read, and move its cursor past it. True if it handled a
+    range (more may wait); False when there is nothing new or another worker holds the reader."""
+    with transaction.atomic():
+        EventCursor.objects.get_or_create(name=name)  # migrations make them; a flush may not
+        cursor = EventCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
+        if cursor is None:  # another worker is at it (PostgreSQL)
+            return False
+        safe = safe_id(settle)
+        if safe <= cursor.through_id:
+            return False
+        # From the next id there is: ids have gaps (rolled back inserts; on PostgreSQL, the
+        # ids other connections cached).
+        first = Event.objects.filter(id__gt=cursor.through_id).aggregate(m=Min("id"))["m"]
+        upto = min(safe, (first or safe) - 1 + batch_ids)
+        handle(cursor.through_id, upto)
+        cursor.through_id = upto
+        cursor.updated_at = timezone.now()
+        cursor.save()
+    return True
+
+
+def through(name: str) -> int:
+    """How far the reader `name` has got."""
+    return EventCursor.objects.filter(name=name).values_list("through_id", flat=True).first() or 0
+
+
+def safe_id(settle: float) -> int:
+    """The largest id safe to read, moved on if it can be. Call inside a transaction."""
+    EventStream.objects.get_or_create(pk=1)
+    stream = EventStream.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+    if stream is None:  # another reader is moving it on: take what it has
+        return EventStream.objects.values_list("safe_id", flat=True).get(pk=1)
+    before = (stream.safe_id, stream.next_id, stream.next_xid)
+    advance(stream, settle)
+    if (stream.safe_id, stream.next_id, stream.next_xid) != before:
+        stream.save()
+    return stream.safe_id
+
+
+def advance(stream: EventStream, settle: float) -> None:
+    if connection.vendor != "postgresql":
+        stream.safe_id = max(stream.safe_id, largest_event_id())
+        return
+    now = timezone.now()
+    if stream.next_id <= stream.safe_id:
+        largest = largest_event_id()
+        if largest <= stream.safe_id:
+            return
+        stream.next_id, stream.next_seen_at, stream.next_xid = largest, now, None
+    with connection.cursor() as cursor:
+        if stream.next_xid is None:
+            if now - stream.next_seen_at < dt.timedelta(seconds=settle):
+                return
+            # This transaction's own id: every transaction that took one before it is older.
+            cursor.execute("SELECT pg_current_xact_id()::text")
+            stream.next_xid = int(cursor.fetchone()[0])
+        if older_transactions_have_ended(cursor, stream.next_xid):
+            stream.safe_id, stream.next_xid = stream.next_id, None
+
+
+def older_transactions_have_ended(cursor, xid: int) -> bool:
+    """Whether every transaction with an id below `xid` (other than this one) has ended: all
+    of them are below the snapshot's xmax (so each has ended or is listed in progress), and
+    none below `xid` is listed in progress (a snapshot never lists its own transaction)."""
+    cursor.execute(
+        "SELECT pg_snapshot_xmax(s) >= %s::text::xid8 AND NOT EXISTS ("
+        "SELECT 1 FROM pg_snapshot_xip(s) AS x WHERE x < %s::text::xid8) "
+        "FROM pg_current_snapshot() AS s",
+        [str(xid), str(xid)],
+    )
+    return cursor.fetchone()[0]
+
+
+def largest_event_id() -> int:
+    return Event.objects.aggregate(m=Max("id"))["m"] or 0
