@@ -16,7 +16,7 @@ POST   /api/v1/campaigns/{id}/retry               queue {"state": "failed"|"defe
 POST   /api/v1/campaigns/{id}/duplicate           a new draft with the same content (201)
 POST   /api/v1/campaigns/{id}/test                send it now to {"to": [addresses]}
 GET    /api/v1/campaigns/{id}/stats               progress: counts per state, rate, ETA, errors
-GET    /api/v1/campaigns/{id}/recipients          keyset pages of its ledger: ?state=
+GET    /api/v1/campaigns/{id}/recipients          keyset pages of its ledger: ?state=&outcome=
 
 Content and addresses are checked by the dashboard's own form (campaigns.forms.CampaignForm):
 a template error names its part, line and column. A step the campaign's state does not allow
@@ -389,6 +389,7 @@ class RecipientQuery(InputSchema):
     limit: int = Field(50, ge=1, le=100)
     cursor: str | None = None
     state: str = ""
+    outcome: str = ""  # delivered, opened, clicked, bounced or complained: got that far
 
 
 def recipient_out(message: Message) -> dict:
@@ -399,8 +400,7 @@ def recipient_out(message: Message) -> dict:
         "attempts": message.attempts,
         "last_response": message.last_response,
         "sent_at": message.sent_at,
-        "opened_at": message.opened_at,
-        "clicked_at": message.clicked_at,
+        **{field: getattr(message, field) for _, field, _ in Message.OUTCOMES},
         "updated_at": message.updated_at,
     }
 
@@ -412,10 +412,15 @@ def list_campaign_recipients(
     campaign = _get_campaign(request, campaign_id)
     if query.state and query.state not in Message.State.values:
         raise ApiError(422, f"must be one of {Message.State.values}.", "state")
+    outcomes = [value for value, _, _ in Message.OUTCOMES]
+    if query.outcome and query.outcome not in outcomes:
+        raise ApiError(422, f"must be one of {outcomes}.", "outcome")
     if not campaign.email_id:  # not started: nobody in the ledger yet
         return {"items": [], "next_cursor": None}
     qs = Message.objects.filter(email_id=campaign.email_id)
     if query.state:
         qs = qs.filter(state=query.state)
+    if query.outcome:
+        qs = Message.with_outcome(qs, query.outcome)
     page = keyset_page(qs, after=query.cursor, size=query.limit)
     return {"items": [recipient_out(m) for m in page.items], "next_cursor": page.next_cursor}

@@ -148,8 +148,11 @@ class RecipientOut(Schema):
     attempts: int
     last_response: str
     sent_at: dt.datetime | None
+    delivered_at: dt.datetime | None
     opened_at: dt.datetime | None
     clicked_at: dt.datetime | None
+    bounced_at: dt.datetime | None
+    complained_at: dt.datetime | None
     updated_at: dt.datetime
 
 

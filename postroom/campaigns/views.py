@@ -220,6 +220,9 @@ def _recipients(campaign: Campaign, request: HttpRequest):
     state = request.GET.get("state", "")
     if state in Message.State.values:
         qs = qs.filter(state=state)
+    outcome = request.GET.get("outcome", "")
+    if outcome in {value for value, _, _ in Message.OUTCOMES}:
+        qs = Message.with_outcome(qs, outcome)
     q = (request.GET.get("q") or "").strip().lower()
     if q:
         qs = qs.filter(to_email__contains=q)
@@ -239,6 +242,8 @@ def campaign_recipients(request: HttpRequest, code) -> HttpResponse:
         "state": state,
         "q": q,
         "states": Message.State.choices,
+        "outcome": request.GET.get("outcome", ""),
+        "outcomes": [(value, label) for value, _, label in Message.OUTCOMES],
     }
     return render(request, "campaigns/recipients.html", context)
 
@@ -256,6 +261,7 @@ def campaign_export(request: HttpRequest, code) -> StreamingHttpResponse:
         "last_response",
         "provider_id",
         "sent_at",
+        *(field for _, field, _ in Message.OUTCOMES[::-1]),
         "updated_at",
     )
 

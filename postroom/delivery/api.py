@@ -119,8 +119,7 @@ def message_out(message: Message) -> dict:
         "maybe_duplicate": message.maybe_duplicate,
         "created_at": message.created_at,
         "sent_at": message.sent_at,
-        "opened_at": message.opened_at,
-        "clicked_at": message.clicked_at,
+        **{field: getattr(message, field) for _, field, _ in Message.OUTCOMES},
         "next_attempt_at": message.next_attempt_at,
     }
 

@@ -221,9 +221,13 @@ class Message(models.Model):
     maybe_duplicate = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
-    # First open and first click (tracking): every one is also an Event.
+    # What became of it after the relay took it (tracking): the first delivery report, open,
+    # click, bounce and complaint. Every one is also an Event.
+    delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     LEASE = td(minutes=5)
@@ -257,6 +261,30 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.to_email} ({self.state})"
+
+    # The furthest a sent message got, for lists of recipients: a complaint outranks a bounce,
+    # which outranks anything the recipient did.
+    OUTCOMES = (
+        ("complained", "complained_at", "Complained"),
+        ("bounced", "bounced_at", "Bounced"),
+        ("clicked", "clicked_at", "Clicked"),
+        ("opened", "opened_at", "Opened"),
+        ("delivered", "delivered_at", "Delivered"),
+    )
+
+    @classmethod
+    def with_outcome(cls, messages: models.QuerySet, outcome: str) -> models.QuerySet:
+        """The messages that got as far as `outcome` (one of OUTCOMES' values)."""
+        field = {value: field for value, field, _ in cls.OUTCOMES}[outcome]
+        return messages.filter(**{f"{field}__isnull": False})
+
+    @property
+    def outcome(self) -> tuple[str, str] | None:
+        """(value, label) of the furthest outcome, or None for none yet."""
+        for value, field, label in self.OUTCOMES:
+            if getattr(self, field) is not None:
+                return value, label
+        return None
 
     def message_id(self, domain: str) -> str:
         """A stable Message-ID from (email, recipient): a resend is recognisable downstream."""

@@ -81,8 +81,11 @@ class MessageOut(Schema):
     maybe_duplicate: bool
     created_at: dt.datetime
     sent_at: dt.datetime | None
+    delivered_at: dt.datetime | None
     opened_at: dt.datetime | None
     clicked_at: dt.datetime | None
+    bounced_at: dt.datetime | None
+    complained_at: dt.datetime | None
     next_attempt_at: dt.datetime | None
 
 

@@ -51,6 +51,12 @@ def record(message: Message, kind: str, request: HttpRequest | None, **fields) -
     )
 
 
+def mark_first(message: Message, field: str) -> None:
+    """Stamp the message's first delivery report, bounce or complaint (`field`) on the ledger,
+    unless an earlier one did."""
+    Message.objects.filter(pk=message.pk, **{field: None}).update(**{field: timezone.now()})
+
+
 def record_click(code: uuid.UUID | None, url: str, request: HttpRequest) -> bool:
     """Every click is an event with its link; the message keeps the first a person made. A
     click means the message was opened, pixel or not (images off). False for no message of

@@ -35,6 +35,7 @@ from django.utils import timezone
 from postroom.contacts.models import Contact, Status, Suppression
 from postroom.delivery.models import Message
 from postroom.lib.signing import unsign
+from postroom.tracking.actions import mark_first
 from postroom.tracking.links import BOUNCE, BOUNCE_PREFIX, UNSUBSCRIBE
 from postroom.tracking.models import Event
 
@@ -191,6 +192,8 @@ def apply_report(message: Message, report: Report) -> str:
         email_id=message.email_id,
         data=report.as_data(),
     )
+    # The ledger's first bounce or complaint (a soft bounce is one too: the events say which).
+    mark_first(message, f"{kind}_at")
     address = message.to_email
     if report.kind == COMPLAINT:
         suppress(message, Suppression.Reason.COMPLAINT, "Complained (feedback loop report)")

@@ -124,6 +124,7 @@ def handle_event(sender: Sender, event: AnymailTrackingEvent) -> bool:
     kind = event.event_type
     if kind == "delivered":
         actions.record(message, Event.Kind.DELIVERED, None, data={"via": sender.kind})
+        actions.mark_first(message, "delivered_at")
     elif kind == "bounced":
         diagnostic = event.mta_response or event.description or ""
         apply_report(message, Report(kind=HARD, status=_status(diagnostic), diagnostic=diagnostic))

@@ -385,6 +385,22 @@ class CampaignTestCase(BaseTestCase):
         self.assertIn(
             ["ann@example.com", "failed", "1", "'=HYPERLINK(evil)"], [row[:4] for row in rows]
         )
+        self.assertIn("bounced_at", rows[0])
+
+    def test_recipients_show_and_filter_their_outcome(self) -> None:
+        campaign = self.create()
+        self.client.post(self.url(f"campaigns/{campaign.code}/send/"))
+        run_worker()
+        Message.objects.filter(to_email="ann@example.com").update(
+            opened_at=timezone.now(), complained_at=timezone.now()
+        )
+        page = self.url(f"campaigns/{campaign.code}/recipients/")
+        r = self.client.get(page, {"outcome": "complained"})
+        self.assertContains(r, '<span class="badge complained">Complained</span>')
+        self.assertContains(r, "ann@example.com")
+        self.assertNotContains(r, "dee@example.com")
+        r = self.client.get(page, {"outcome": "opened"})
+        self.assertContains(r, "ann@example.com")  # opened, then complained: both match
 
     def test_the_limits_eta_is_shown_before_sending(self) -> None:
         Sender.objects.filter(project=self.project).update(per_hour=35)

@@ -514,6 +514,12 @@ class CampaignsApiTestCase(BaseTestCase):
         self.assertIsNone(sent["opened_at"])
         self.assert_error(self.api("GET", url, {"state": "lost"}), 422, "state")
         self.assert_error(self.api("GET", url, {"limit": 500}), 422, "limit")
+        ann.bounced_at = ann.sent_at
+        ann.save()
+        bounced = self.api("GET", url, {"outcome": "bounced"}).json()["items"]
+        self.assertEqual([m["to_email"] for m in bounced], ["ann@example.com"])
+        self.assertEqual(bounced[0]["bounced_at"], bounced[0]["sent_at"])
+        self.assert_error(self.api("GET", url, {"outcome": "lost"}), 422, "outcome")
 
     def test_a_draft_has_no_recipients_yet(self) -> None:
         created = self.create()

@@ -86,6 +86,8 @@ class HandlingTest(BounceTestCase):
         contact = Contact.objects.get(pk=message.contact_id)
         self.assertEqual(contact.status, Status.BOUNCED)
         self.assertIn("5.1.1", contact.status_reason)
+        message.refresh_from_db()
+        self.assertEqual(message.outcome, ("bounced", "Bounced"))  # on the ledger too
 
     def test_the_next_send_skips_a_bounced_address(self) -> None:
         self.handle("postfix_user_unknown.eml", self.sent("nobody@example.net"))

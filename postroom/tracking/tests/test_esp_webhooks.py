@@ -69,6 +69,8 @@ class PostmarkTest(EspWebhookTestCase):
         self.assertEqual(r.json(), {"recorded": 1})
         event = Event.objects.get(kind=Event.Kind.DELIVERED)
         self.assertEqual((event.message_id, event.contact_id), (self.message.id, self.contact.id))
+        self.message.refresh_from_db()
+        self.assertEqual(self.message.outcome, ("delivered", "Delivered"))
 
     def test_a_hard_bounce_suppresses(self) -> None:
         self.post(
