@@ -28,6 +28,7 @@ from postroom.delivery.api import senders_router
 from postroom.imports.api import imports_router
 from postroom.lib.apierrors import CODES, ApiError, error_body
 from postroom.tracking.api import router as tracking_router
+from postroom.webhooks.api import webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ api.add_router("/v1/fields", fields_router)
 api.add_router("/v1/suppressions", suppressions_router)
 api.add_router("/v1/campaigns", campaigns_router)
 api.add_router("/v1/templates", templates_router)
+api.add_router("/v1/webhooks", webhooks_router)
 api.add_router("/v1/", tracking_router)
 api.add_router("/v1/", delivery_router)
 api.add_router("/v1/senders", senders_router)

@@ -44,6 +44,15 @@ SOFT_BOUNCE_LIMIT = envint("POSTROOM_SOFT_BOUNCE_LIMIT", 3)
 SOFT_BOUNCE_DAYS = envint("POSTROOM_SOFT_BOUNCE_DAYS", 30)
 # Opens and clicks this soon after sending are flagged as a scanner's (tracking.scanners).
 SCANNER_SECONDS = envint("POSTROOM_SCANNER_SECONDS", 10)
+# Health alerts (ops.alerts) are also posted here as JSON, signed with the secret if one is set.
+ALERT_WEBHOOK_URL = envstr("POSTROOM_ALERT_WEBHOOK_URL", "")
+ALERT_WEBHOOK_SECRET = envsecret("POSTROOM_ALERT_WEBHOOK_SECRET")
+# /metrics asks for this bearer token; without one, it answers loopback and staff only.
+METRICS_TOKEN = envsecret("POSTROOM_METRICS_TOKEN")
+# Webhooks may post to private, loopback and link-local addresses (webhooks.targets).
+WEBHOOKS_ALLOW_PRIVATE = envbool("POSTROOM_WEBHOOKS_ALLOW_PRIVATE", False)
+# An endpoint whose every delivery failed for this long is disabled and its admins emailed.
+WEBHOOK_DISABLE_AFTER_HOURS = envint("POSTROOM_WEBHOOK_DISABLE_AFTER_HOURS", 24)
 # Open-pixel hits written together, a batch per transaction (tracking.hits); off: one each.
 HIT_BATCHES = envbool("POSTROOM_HIT_BATCHES", True)
 SITE_NAME = envstr("SITE_NAME", "Postroom")
@@ -79,7 +88,10 @@ INSTALLED_APPS = [
     "postroom.content",
     "postroom.tracking",
     "postroom.campaigns",
+    "postroom.signups",
     "postroom.ops",
+    "postroom.webhooks",
+    "postroom.automations",
 ]
 
 MIDDLEWARE = [

@@ -8,7 +8,9 @@ from postroom.content import urls as content_urls
 from postroom.delivery import urls as delivery_urls
 from postroom.imports import urls as imports_urls
 from postroom.ops import urls as ops_urls
+from postroom.signups import urls as signups_urls
 from postroom.tracking import urls as tracking_urls
+from postroom.webhooks import urls as webhooks_urls
 
 # Everything under /p/<project>/ is resolved to request.project by accounts.project_view.
 project_urlpatterns = [
@@ -20,6 +22,8 @@ project_urlpatterns = [
     *content_urls.project_urlpatterns,
     *campaigns_urls.project_urlpatterns,
     *tracking_urls.project_urlpatterns,
+    *signups_urls.project_urlpatterns,
+    *webhooks_urls.project_urlpatterns,
 ]
 
 urlpatterns = [
@@ -29,4 +33,5 @@ urlpatterns = [
     *accounts_urls.urlpatterns,
     *tracking_urls.urlpatterns,
     *content_urls.urlpatterns,
+    *signups_urls.urlpatterns,
 ]

@@ -21,6 +21,8 @@ from postroom.content.render import HTML, Source, prepare
 from postroom.content.sandbox import TemplateProblem
 from postroom.delivery.models import Email, Message
 from postroom.lib.emails import one_line
+from postroom.webhooks.actions import emit
+from postroom.webhooks.payloads import campaign_data
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +279,9 @@ def start_due_campaigns() -> bool:
             if claimed.select_for_update().update(updated_at=timezone.now()) != 1:
                 continue
             try:
-                snapshot(Campaign.objects.select_related("segment").get(pk=campaign.pk))
+                started = Campaign.objects.select_related("segment").get(pk=campaign.pk)
+                snapshot(started)
+                emit(started.project_id, "campaign.started", campaign_data(started))
             except CampaignError as e:
                 log.warning("campaign %s cannot start: %s", campaign.code, e)
                 Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.DRAFT)
@@ -290,18 +294,27 @@ def finish_done_campaigns() -> bool:
     deferred (a paused one waits for resume)."""
     finished = 0
     for campaign in Campaign.objects.filter(state=Campaign.State.SENDING).exclude(email=None):
-        if not Message.objects.filter(email_id=campaign.email_id, state__in=UNFINISHED).exists():
-            finished += Campaign.objects.filter(
-                pk=campaign.pk, state=Campaign.State.SENDING
-            ).update(state=Campaign.State.FINISHED, finished_at=timezone.now())
+        if Message.objects.filter(email_id=campaign.email_id, state__in=UNFINISHED).exists():
+            continue
+        campaign.state, campaign.finished_at = Campaign.State.FINISHED, timezone.now()
+        with transaction.atomic():
+            done = Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.SENDING).update(
+                state=campaign.state, finished_at=campaign.finished_at
+            )
+            if done:  # else another worker finished it
+                emit(campaign.project_id, "campaign.finished", campaign_data(campaign))
+        finished += done
     return finished > 0
 
 
 def pause(campaign: Campaign) -> None:
     if campaign.state != Campaign.State.SENDING:
         raise CampaignError("state", "only a sending campaign can be paused.")
-    Email.objects.filter(pk=campaign.email_id).update(held=True)
-    Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.PAUSED)
+    with transaction.atomic():
+        Email.objects.filter(pk=campaign.email_id).update(held=True)
+        Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.PAUSED)
+        campaign.state = Campaign.State.PAUSED
+        emit(campaign.project_id, "campaign.paused", campaign_data(campaign))
 
 
 def resume(campaign: Campaign) -> None:

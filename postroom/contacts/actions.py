@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Replace
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -31,8 +32,10 @@ from postroom.contacts.models import (
     Tag,
     tagged_with,
 )
-from postroom.lib.emails import InvalidEmail, normalise_email
+from postroom.lib.emails import InvalidEmail, hash_email, lookup_email, normalise_email
 from postroom.lib.leases import LeaseLost, update_while_leased
+from postroom.webhooks.actions import emit
+from postroom.webhooks.payloads import contact_data
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +299,8 @@ def create_contact(
     except IntegrityError:
         raise DuplicateContact("email", f"{email} is already a contact of this project.") from None
     set_tags(contact, tag_names)
+    restore_addresses(project.id, [email])
+    emit(project.id, "contact.created", contact_data(contact))
     return contact
 
 
@@ -326,6 +331,7 @@ class ContactChanges:
 def update_contact(
     contact: Contact, changes: ContactChanges, *, create_fields: bool = False
 ) -> Contact:
+    was_subscribed = contact.status == Status.SUBSCRIBED
     if changes.email is not None:
         contact.email = clean_email(changes.email)
     if changes.first_name is not None:
@@ -347,6 +353,11 @@ def update_contact(
         raise DuplicateContact("email", f"{contact.email} is already another contact.") from None
     if changes.tags is not None:
         set_tags(contact, clean_tag_names(changes.tags))
+    if changes.email is not None:
+        restore_addresses(contact.project_id, [contact.email])
+    emit(contact.project_id, "contact.updated", contact_data(contact))
+    if was_subscribed and contact.status == Status.UNSUBSCRIBED:
+        emit(contact.project_id, "contact.unsubscribed", contact_data(contact))
     return contact
 
 
@@ -390,6 +401,7 @@ def upsert_contact(project: Project, email: str, upsert: Upsert) -> tuple[Contac
         try:
             with transaction.atomic():
                 contact.save()
+                emit(project.id, "contact.created", contact_data(contact))
             return contact, True
         except IntegrityError:  # created by a request running beside this one
             contact = Contact.objects.get(project=project, email=email)
@@ -542,7 +554,9 @@ def subscribe(contact: Contact, reason: str, consent_ip: str | None = None) -> N
         contact.updated_at = timezone.now()
         contact.save()
     Suppression.objects.filter(
-        project_id=contact.project_id, email=contact.email, reason=Suppression.Reason.UNSUBSCRIBED
+        project_id=contact.project_id,
+        email_hash=hash_email(contact.email),
+        reason=Suppression.Reason.UNSUBSCRIBED,
     ).delete()
 
 
@@ -550,7 +564,11 @@ def unsubscribe(contact: Contact, reason: str) -> None:
     if contact.status == Status.SUBSCRIBED:
         contact.set_status(Status.UNSUBSCRIBED, reason)
         contact.updated_at = timezone.now()
-        contact.save(update_fields=["status", "status_changed_at", "status_reason", "updated_at"])
+        with transaction.atomic():
+            contact.save(
+                update_fields=["status", "status_changed_at", "status_reason", "updated_at"]
+            )
+            emit(contact.project_id, "contact.unsubscribed", contact_data(contact))
 
 
 def get_or_create_tags(project: Project, names: list[str]) -> list[Tag]:
@@ -563,35 +581,104 @@ def get_or_create_tags(project: Project, names: list[str]) -> list[Tag]:
 
 
 def set_tags(contact: Contact, names: list[str]) -> None:
+    from postroom.automations.actions import tags_added
+
     tags = get_or_create_tags(contact.project, names)
+    had = set(ContactTag.objects.filter(contact=contact).values_list("tag__name", flat=True))
     ContactTag.objects.filter(contact=contact).exclude(tag__in=tags).delete()
     ContactTag.objects.bulk_create(
         [ContactTag(contact=contact, tag=t) for t in tags], ignore_conflicts=True
     )
+    tags_added(contact.project_id, [contact.id], set(names) - had)
 
 
+# --- erase -----------------------------------------------------------------------------------
+
+# What an erased message's address becomes: the .invalid domain can never receive mail.
 ERASED_ADDRESS = "erased@erased.invalid"
+# Messages erased per statement: their ids are parameters (SQLite takes 32,766 at most).
+ERASE_BATCH = 1000
+
+
+@dataclass
+class Erasure:
+    """What erase_contact did: the API's answer, the dashboard's message."""
+
+    messages: int = 0  # messages whose address, name and data were removed
+    cancelled: int = 0  # of those, the ones not sent yet, now cancelled
+    events_deleted: int = 0  # the contact's custom events (and any without a message)
+    events_anonymised: int = 0  # email events kept for the reports, leading to no one
+    suppressions: int = 0  # suppression entries now holding the address's hash alone
 
 
 @transaction.atomic
-def erase_contact(contact: Contact) -> None:
-    """Delete the contact and what identifies them elsewhere: mail not yet sent to them is
-    cancelled, the ledger keeps their messages' fate but not their address or data, and their
-    events go. There is no undo."""
-    from postroom.delivery.models import Message
+def erase_contact(contact: Contact) -> Erasure:
+    """Delete the contact and whatever leads back to their person elsewhere; no undo.
+
+    The rows are contacts.privacy's (the export's): the contact's, and the messages sent to
+    their address without them, with those messages' events. Mail not sent yet is cancelled;
+    the ledger keeps each message's fate, not its address, name or data, and Mailbox copies
+    go. Custom events go; email events (sent, opened, clicked, ...) stay, so that campaign
+    reports do not change, but lead to no one. Suppression entries of the address keep only
+    its hash: an address that bounced or complained stays suppressed if it comes back."""
+    from postroom.contacts.privacy import messages_of, suppressions_of
     from postroom.tracking.models import Event
 
-    theirs = Message.objects.filter(project=contact.project).filter(
-        Q(contact=contact) | Q(to_email=contact.email)
+    erasure = Erasure()
+    address = contact.email
+    ids = list(messages_of(contact).values_list("id", flat=True))
+    for start in range(0, len(ids), ERASE_BATCH):
+        _erase_messages(erasure, ids[start : start + ERASE_BATCH], address)
+    _, deleted = Event.objects.filter(contact=contact).delete()
+    erasure.events_deleted = deleted.get("tracking.Event", 0)
+    erasure.suppressions = suppressions_of(contact).update(
+        email="", note=f"Address erased on {timezone.localdate().isoformat()}."
     )
-    theirs.filter(state__in=[Message.State.QUEUED, Message.State.DEFERRED]).update(
+    _erase_import_reports(contact.project_id, address)
+    contact.delete()
+    return erasure
+
+
+def _scrubbed(column: str, address: str) -> Replace:
+    """`column` with the address, as written or as a URL carries it, made ERASED_ADDRESS:
+    a relay's answer or a personalised link may name it."""
+    plain = Replace(F(column), Value(address), Value(ERASED_ADDRESS))
+    return Replace(plain, Value(address.replace("@", "%40")), Value(ERASED_ADDRESS))
+
+
+def _erase_messages(erasure: Erasure, ids: list[int], address: str) -> None:
+    from postroom.delivery.models import MailboxMessage, Message
+    from postroom.tracking.models import Event
+
+    messages = Message.objects.filter(id__in=ids)
+    erasure.cancelled += messages.filter(
+        state__in=[Message.State.QUEUED, Message.State.DEFERRED]
+    ).update(
         state=Message.State.CANCELLED,
         last_response="Cancelled: the contact was erased.",
         updated_at=timezone.now(),
     )
-    theirs.update(to_email=ERASED_ADDRESS, to_name="", data={})
-    Event.objects.filter(contact=contact).delete()
-    contact.delete()
+    email_events = Event.objects.filter(message_id__in=ids).exclude(kind=Event.Kind.CUSTOM)
+    erasure.events_anonymised += email_events.update(
+        contact=None, data={}, user_agent="", url=_scrubbed("url", address)
+    )
+    MailboxMessage.objects.filter(message_id__in=ids).delete()
+    erasure.messages += messages.update(
+        to_email=ERASED_ADDRESS,
+        to_name="",
+        data={},
+        last_response=_scrubbed("last_response", address),
+    )
+
+
+def _erase_import_reports(project_id: int, address: str) -> None:
+    """Rows an import turned away keep their line of the file: those naming the address
+    lose it. (Import files themselves are deleted IMPORT_KEEP_DAYS after their import.)"""
+    from postroom.imports.models import ImportIssue
+
+    ImportIssue.objects.filter(run__project_id=project_id).filter(
+        Q(raw__icontains=address) | Q(reason__icontains=address)
+    ).update(raw="", reason="(This row named an address erased since.)")
 
 
 # --- suppression -------------------------------------------------------------------------------
@@ -600,11 +687,65 @@ def erase_contact(contact: Contact) -> None:
 def suppress(
     project: Project, email: str, reason: str = Suppression.Reason.MANUAL, note: str = ""
 ) -> Suppression:
-    address = clean_email(email)
-    suppression, _ = Suppression.objects.get_or_create(
-        project=project, email=address, defaults={"reason": reason, "note": note[:200]}
-    )
+    suppression = suppress_address(project.id, clean_email(email), reason, note)
+    assert suppression is not None  # clean_email never gives ERASED_ADDRESS (.invalid)
     return suppression
+
+
+def suppress_address(
+    project_id: int, address: str, reason: str, note: str = ""
+) -> Suppression | None:
+    """Put a normalised address on the suppression list, unless it is there already (an
+    entry erased since gets its address back); None for a message's erased address."""
+    if address == ERASED_ADDRESS:
+        return None
+    suppression, created = Suppression.objects.get_or_create(
+        project_id=project_id,
+        email_hash=hash_email(address),
+        defaults={"email": address, "reason": reason, "note": note[:200]},
+    )
+    if not created and suppression.is_erased:
+        Suppression.objects.filter(pk=suppression.pk, email="").update(email=address)
+        suppression.email = address
+    return suppression
+
+
+def suppression_of(project_id: int, address: str) -> Suppression | None:
+    """The suppression entry of a normalised address, erased or not."""
+    return Suppression.objects.filter(project_id=project_id, email_hash=hash_email(address)).first()
+
+
+def restore_addresses(project_id: int, addresses: Iterable[str]) -> int:
+    """Erased suppression entries of these normalised addresses get them back: the project
+    has the address again (a contact was created or imported with it, a message is sent to
+    it), and the campaign audience (campaigns.actions.recipients), which leaves suppressed
+    addresses out in SQL, can only match an address. Returns how many came back."""
+    addresses = [a for a in addresses if a and a != ERASED_ADDRESS]
+    erased = Suppression.objects.filter(project_id=project_id, email="")
+    if not addresses or not erased.exists():  # the usual case, answered by the partial index
+        return 0
+    by_hash = {hash_email(a): a for a in addresses}
+    hashes = list(by_hash)
+    restored = 0
+    for start in range(0, len(hashes), ERASE_BATCH):
+        found = erased.filter(email_hash__in=hashes[start : start + ERASE_BATCH])
+        for row_id, digest in found.values_list("id", "email_hash"):
+            restored += erased.filter(id=row_id).update(email=by_hash[digest])
+    return restored
+
+
+def search_suppressions(project: Project, q: str) -> QuerySet[Suppression]:
+    """The suppression list, narrowed to the addresses containing `q`. A whole address also
+    finds its entry when erased (by hash), so "why is mail to X skipped?" has an answer."""
+    entries = Suppression.objects.filter(project=project)
+    q = q.strip().lower()
+    if not q:
+        return entries
+    match = Q(email__contains=q)
+    address = lookup_email(q)
+    if address is not None:
+        match |= Q(email_hash=hash_email(address))
+    return entries.filter(match)
 
 
 def unsuppress(suppression: Suppression) -> None:
@@ -647,11 +788,20 @@ def apply_bulk(project: Project, kind: str, tag_name: str, ids: list[int]) -> in
         return len(ids)
     (tag,) = get_or_create_tags(project, [tag_name])
     if kind == BulkAction.Kind.TAG:
+        from postroom.automations.actions import tags_added
+
+        had = set(
+            ContactTag.objects.filter(tag=tag, contact__in=contacts).values_list(
+                "contact_id", flat=True
+            )
+        )
+        new = [i for i in contacts.values_list("id", flat=True) if i not in had]
         ContactTag.objects.bulk_create(
-            [ContactTag(contact_id=i, tag=tag) for i in contacts.values_list("id", flat=True)],
+            [ContactTag(contact_id=i, tag=tag) for i in new],
             ignore_conflicts=True,
             batch_size=1000,
         )
+        tags_added(project.id, new, [tag_name])
     else:
         ContactTag.objects.filter(tag=tag, contact__in=contacts).delete()
     return len(ids)

@@ -14,14 +14,16 @@ DELETE /api/v1/contacts                  Plunk's delete: {id}; erases
 POST   /api/v1/contacts/subscribe        {id} or {email}
 POST   /api/v1/contacts/unsubscribe      {id} or {email}
 GET    /api/v1/contacts/{id}             one contact
+GET    /api/v1/contacts/{id}/export      everything kept about them, as one JSON document
 PATCH  /api/v1/contacts/{id}             change some fields (data keys merged)
-DELETE /api/v1/contacts/{id}             erase
+DELETE /api/v1/contacts/{id}             erase: what was done, in figures
 GET    /api/v1/fields                    the custom fields: key, label, type
 POST   /api/v1/fields                    add one {key, label?, type}
 DELETE /api/v1/fields/{key}              remove one (values on contacts are kept)
-GET    /api/v1/suppressions              keyset pages: ?limit=&cursor=&q=
+GET    /api/v1/suppressions              keyset pages: ?limit=&cursor=&q= (an erased
+                                         address shows as "" with erased: true)
 POST   /api/v1/suppressions              {email, note?}: never mail this address
-DELETE /api/v1/suppressions/{email}      mail it again
+DELETE /api/v1/suppressions/{email}      mail it again (erased or not)
 GET    /api/v1/segments                  all segments
 POST   /api/v1/segments                  create (rules validated, errors name the rule)
 GET    /api/v1/segments/{id}             one segment
@@ -32,6 +34,8 @@ GET    /api/v1/segments/{id}/count       {"total": N, "subscribed": M}
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -39,7 +43,7 @@ from ninja import Field, Query, Router
 from ninja import Status as Reply
 
 from postroom.accounts.auth import public_or_secret_key_auth, secret_key_auth
-from postroom.contacts import actions, rules
+from postroom.contacts import actions, privacy, rules
 from postroom.contacts.actions import (
     ContactChanges,
     ContactError,
@@ -64,6 +68,7 @@ from postroom.contacts.schemas import (
     CountOnlyOut,
     CountOut,
     DeletedOut,
+    ErasedOut,
     FieldIn,
     FieldOut,
     PlunkContactUpdate,
@@ -299,12 +304,33 @@ def update_contact(request: HttpRequest, contact_id: str, body: ContactPatch) ->
     return contact_out(_change(_get_contact(request, contact_id), body))
 
 
-@contacts_router.delete("/{contact_id}", response=DeletedOut)
+# django-ninja documents a response as JSON; this one is streamed.
+EXPORT_RESPONSE = {
+    "responses": {
+        200: {
+            "description": "Everything kept about the contact (contacts.privacy): format, "
+            "exported_at, project, contact (fields, custom data, tags, status, consent), "
+            "suppressions, messages, events, totals.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    }
+}
+
+
+@contacts_router.get("/{contact_id}/export", response={200: None}, openapi_extra=EXPORT_RESPONSE)
+def export_contact(request: HttpRequest, contact_id: str) -> HttpResponse:
+    """A data subject's access request: one JSON document, streamed in constant memory."""
+    contact = _get_contact(request, contact_id)
+    return privacy.export_response(contact, privacy.export_filename(contact))
+
+
+@contacts_router.delete("/{contact_id}", response=ErasedOut)
 def delete_contact(request: HttpRequest, contact_id: str) -> dict:
+    """Erase the contact (contacts.actions.erase_contact) and say what was done."""
     contact = _get_contact(request, contact_id)
     code = str(contact.code)
-    actions.erase_contact(contact)
-    return {"success": True, "id": code}
+    erasure = actions.erase_contact(contact)
+    return {"success": True, "id": code, "erased": asdict(erasure)}
 
 
 def field_out(definition: FieldDefinition) -> dict:
@@ -341,6 +367,7 @@ def delete_field(request: HttpRequest, key: str) -> dict:
 def suppression_out(suppression: Suppression) -> dict:
     return {
         "email": suppression.email,
+        "erased": suppression.is_erased,
         "reason": suppression.reason,
         "note": suppression.note,
         "created_at": suppression.created_at,
@@ -355,9 +382,7 @@ class SuppressionQuery(InputSchema):
 
 @suppressions_router.get("", response=SuppressionPage)
 def list_suppressions(request: HttpRequest, query: Query[SuppressionQuery]) -> dict:
-    qs = Suppression.objects.filter(project=request.auth)
-    if query.q.strip():
-        qs = qs.filter(email__contains=query.q.strip().lower())
+    qs = actions.search_suppressions(request.auth, query.q)
     page = keyset_page(qs, after=query.cursor, size=query.limit)
     return {"items": [suppression_out(s) for s in page.items], "next_cursor": page.next_cursor}
 
@@ -373,13 +398,12 @@ def create_suppression(request: HttpRequest, body: SuppressionIn) -> Reply:
 
 @suppressions_router.delete("/{email}", response=DeletedOut)
 def delete_suppression(request: HttpRequest, email: str) -> dict:
-    suppression = Suppression.objects.filter(
-        project=request.auth, email=lookup_email(email)
-    ).first()
+    address = lookup_email(email)
+    suppression = actions.suppression_of(request.auth.id, address) if address else None
     if suppression is None:
         raise Http404("No such address on the suppression list.")
     actions.unsuppress(suppression)
-    return {"success": True, "id": suppression.email}
+    return {"success": True, "id": address}
 
 
 def segment_out(segment: Segment) -> dict:

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from postroom.accounts.models import Project
+from postroom.lib.emails import hash_email
 
 
 class Status(models.TextChoices):
@@ -190,7 +191,12 @@ class FieldDefinition(models.Model):
 
 
 class Suppression(models.Model):
-    """An address the project must never mail, whatever the contact's status says."""
+    """An address the project must never mail, whatever the contact's status says.
+
+    Checks of an address match `email_hash`: erasing a contact empties `email` and keeps the
+    hash, so an erased address that bounced stays suppressed when it is imported, created or
+    sent to again (contacts.actions.erase_contact). Where it comes back, the entry gets the
+    address again (restore_addresses), for the campaign audience, which matches in SQL."""
 
     class Reason(models.TextChoices):
         MANUAL = "manual", "Added by hand"
@@ -199,18 +205,49 @@ class Suppression(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
     project = models.ForeignKey(Project, models.CASCADE, related_name="suppressions")
-    email = models.CharField(max_length=254)
+    # Normalised (lib.emails.normalise_email); empty once the address was erased.
+    email = models.CharField(max_length=254, blank=True)
+    # lib.emails.hash_email(email), filled by save(); bulk_create callers set it themselves.
+    email_hash = models.CharField(max_length=64)
     reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.MANUAL)
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "email"], name="contacts_suppression_email")
+            # One row per address, erased or not; also the index of every check by address.
+            models.UniqueConstraint(
+                fields=["project", "email_hash"], name="contacts_suppression_hash"
+            ),
+            # A row written without its hash would match nothing: refused, not kept.
+            models.CheckConstraint(
+                condition=~models.Q(email_hash=""), name="contacts_suppression_hashed"
+            ),
+        ]
+        indexes = [
+            # "Does the project have erased rows at all?", asked before giving addresses back
+            # to them (contacts.actions.restore_addresses): the answer is nearly always no.
+            models.Index(
+                fields=["project"],
+                condition=models.Q(email=""),
+                name="contacts_suppression_erased",
+            ),
         ]
 
     def __str__(self) -> str:
-        return self.email
+        return self.email or "erased address"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.email:
+            self.email_hash = hash_email(self.email)
+            fields = kwargs.get("update_fields")
+            if fields is not None and "email" in fields:
+                kwargs["update_fields"] = {*fields, "email_hash"}
+        super().save(*args, **kwargs)
+
+    @property
+    def is_erased(self) -> bool:
+        return not self.email
 
 
 class Segment(models.Model):

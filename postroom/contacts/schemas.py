@@ -115,6 +115,22 @@ class DeletedOut(Schema):
     id: str
 
 
+class ErasureOut(Schema):
+    messages: int = Field(description="messages whose address, name and data were removed")
+    cancelled: int = Field(description="of those, messages not sent yet, now cancelled")
+    events_deleted: int = Field(description="the contact's custom events, deleted")
+    events_anonymised: int = Field(
+        description="email events kept for reports, no longer leading to the contact"
+    )
+    suppressions: int = Field(
+        description="suppression entries of the address, now keeping only its hash"
+    )
+
+
+class ErasedOut(DeletedOut):
+    erased: ErasureOut
+
+
 class FieldIn(InputSchema):
     key: str = Field(max_length=64, description="e.g. signup_date: lower case, digits, _")
     label: str = Field("", max_length=100)
@@ -133,7 +149,8 @@ class SuppressionIn(InputSchema):
 
 
 class SuppressionOut(Schema):
-    email: str
+    email: str = Field(description='"" once the address was erased')
+    erased: bool
     reason: str
     note: str
     created_at: dt.datetime

@@ -18,6 +18,7 @@ project_urlpatterns = [
     path("contacts/fields/<slug:key>/delete/", views.field_delete, name="field_delete"),
     path("contacts/<uuid:code>/", views.contact_detail, name="contact"),
     path("contacts/<uuid:code>/delete/", views.contact_delete, name="contact_delete"),
+    path("contacts/<uuid:code>/export.json", views.contact_export, name="contact_export"),
     path("suppressions/", views.suppressions, name="suppressions"),
     path(
         "suppressions/<int:suppression_id>/delete/",

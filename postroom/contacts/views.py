@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from postroom.accounts.decorators import project_view
-from postroom.contacts import actions, rules
+from postroom.contacts import actions, privacy, rules
 from postroom.contacts.actions import ContactChanges, ContactError, ContactFilter
 from postroom.contacts.forms import ContactForm, FieldDefinitionForm, SegmentForm, SuppressionForm
 from postroom.contacts.models import (
@@ -158,22 +158,30 @@ def contact_detail(request: HttpRequest, code) -> HttpResponse:
         "form": form,
         "timeline": timeline_for(contact),
         "undefined_data": undefined,
-        "suppressed": Suppression.objects.filter(
-            project=request.project, email=contact.email
-        ).first(),
+        "suppressed": actions.suppression_of(request.project.id, contact.email),
     }
     return render(request, "contacts/detail.html", context)
 
 
 @project_view
 def contact_delete(request: HttpRequest, code) -> HttpResponse:
+    """GET says what an erase will do, with the figures; POST erases."""
     contact = _get_contact(request, code)
     if request.method == "POST":
         email = contact.email
-        actions.erase_contact(contact)
-        messages.success(request, f"{email} and everything about them was erased.")
+        erasure = actions.erase_contact(contact)
+        kept = " It stays suppressed." if erasure.suppressions else ""
+        messages.success(request, f"{email} and everything about them was erased.{kept}")
         return _redirect_contacts(request)
-    return render(request, "contacts/delete.html", {"contact": contact})
+    context = {"contact": contact, "holdings": privacy.holdings(contact)}
+    return render(request, "contacts/delete.html", context)
+
+
+@project_view
+def contact_export(request: HttpRequest, code) -> HttpResponse:
+    """Everything kept about the contact as one JSON document (contacts.privacy)."""
+    contact = _get_contact(request, code)
+    return privacy.export_response(contact, privacy.export_filename(contact))
 
 
 @require_POST
@@ -313,9 +321,7 @@ def suppressions(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{s.email} will never be mailed by this project.")
             return redirect("suppressions", project_code=request.project.code)
     q = (request.GET.get("q") or "").strip().lower()
-    qs = Suppression.objects.filter(project=request.project)
-    if q:
-        qs = qs.filter(email__contains=q)
+    qs = actions.search_suppressions(request.project, q)
     page = keyset_page(
         qs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE
     )
@@ -327,7 +333,8 @@ def suppressions(request: HttpRequest) -> HttpResponse:
 def suppression_delete(request: HttpRequest, suppression_id: int) -> HttpResponse:
     suppression = get_object_or_404(Suppression, project=request.project, id=suppression_id)
     actions.unsuppress(suppression)
-    messages.success(request, f"{suppression.email} removed from the suppression list.")
+    what = "An erased address" if suppression.is_erased else suppression.email
+    messages.success(request, f"{what} removed from the suppression list.")
     return redirect("suppressions", project_code=request.project.code)
 
 

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from postroom.contacts.actions import ERASED_ADDRESS, restore_addresses
 from postroom.contacts.models import Status, Suppression
 from postroom.content.context import contacts_by_id, recipient_contexts
 from postroom.content.sandbox import RENDER_ERRORS
@@ -37,7 +38,7 @@ from postroom.delivery.transports.base import (
     SenderUnavailable,
     Transport,
 )
-from postroom.lib.emails import InvalidEmail
+from postroom.lib.emails import InvalidEmail, hash_email
 from postroom.lib.ids import uuid7
 from postroom.tracking.links import bounce_address
 from postroom.tracking.models import Event
@@ -171,14 +172,13 @@ def skip_reasons(batch: list[Message], contacts: dict[int, dict]) -> dict[int, s
     """Messages that must not go out after all, checked at send time (the audience was
     snapshotted earlier: a contact may have unsubscribed or bounced since). `contacts` are
     the batch's contacts as content.context reads them, status included."""
-    suppressed = dict(
-        Suppression.objects.filter(
-            project_id=batch[0].project_id, email__in={m.to_email for m in batch}
-        ).values_list("email", "reason")
-    )
+    suppressed = suppressed_addresses(batch)
     status = {cid: c.get("status", Status.SUBSCRIBED) for cid, c in contacts.items()}
     reasons = {}
     for m in batch:
+        if m.to_email == ERASED_ADDRESS:  # in flight when its contact was erased, then requeued
+            reasons[m.id] = "Skipped: the address was erased."
+            continue
         reason = suppressed.get(m.to_email)
         # Transactional mail (receipts, resets) ignores marketing unsubscribes only, unless
         # the send asked to leave unsubscribed contacts out (Email.skip_unsubscribed).
@@ -193,6 +193,22 @@ def skip_reasons(batch: list[Message], contacts: dict[int, dict]) -> dict[int, s
         elif is_marketing and contact_status != Status.SUBSCRIBED:
             reasons[m.id] = f"Skipped: the contact is {contact_status}."
     return reasons
+
+
+def suppressed_addresses(batch: list[Message]) -> dict[str, str]:
+    """The batch's suppressed addresses and why, in one query by hash: an entry whose address
+    was erased (contacts.actions.erase_contact) matches too, and gets the address back."""
+    hashes = {hash_email(m.to_email): m.to_email for m in batch}
+    rows = Suppression.objects.filter(project_id=batch[0].project_id, email_hash__in=hashes)
+    suppressed = {}
+    erased = []
+    for digest, reason, email in rows.values_list("email_hash", "reason", "email"):
+        suppressed[hashes[digest]] = reason
+        if not email:
+            erased.append(hashes[digest])
+    if erased:  # rare: an erased address that came back
+        restore_addresses(batch[0].project_id, erased)
+    return suppressed
 
 
 def send_batch(

@@ -37,6 +37,7 @@ from postroom.contacts.actions import (
     create_field,
     field_definitions,
     get_or_create_tags,
+    restore_addresses,
 )
 from postroom.contacts.models import (
     ConsentSource,
@@ -62,8 +63,11 @@ from postroom.imports.rows import (
 )
 from postroom.lib.csvsafe import line_writer, safe_cell
 from postroom.lib.csvsniff import DELIMITERS, ENCODINGS, SAMPLE_BYTES, sniff
+from postroom.lib.emails import hash_email
 from postroom.lib.ids import uuid7
 from postroom.lib.leases import LeaseLost, update_while_leased
+from postroom.webhooks.actions import emit
+from postroom.webhooks.payloads import import_data
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +461,8 @@ def handle_one_import(only: int | None = None) -> bool:
                 finished_at=timezone.now(),
                 lease_until=None,
             )
+            imp.refresh_from_db()
+            emit(imp.project_id, "import.finished", import_data(imp))
     return True
 
 
@@ -530,6 +536,9 @@ def run_import_chunk(imp: Import) -> None:
             lease_until=None if finished else imp.lease_until,
             **{name: F(name) + n for name, n in counts.items() if n},
         )
+        if finished:
+            imp.refresh_from_db()
+            emit(imp.project_id, "import.finished", import_data(imp))
     if finished:
         drop_session(imp.pk)
 
@@ -627,6 +636,8 @@ def create_new(
     imp: Import, session: ImportSession, rows: list[ContactRow], issues: list[ImportIssue]
 ) -> dict[str, int]:
     created_ids = insert_contacts(imp, rows)
+    # A suppression entry erased since names its address again (see restore_addresses).
+    restore_addresses(imp.project_id, created_ids)
     for row in rows:
         if row.email not in created_ids:
             issues.append(skipped(imp, row, already_a_contact(row)))
@@ -942,21 +953,21 @@ def write_unsubscribes(
 
 
 def write_suppressions(imp: Import, rows: list[ContactRow]) -> dict[str, int]:
-    emails = [r.email for r in rows]
-    already = set(
-        Suppression.objects.filter(project=imp.project, email__in=emails).values_list(
-            "email", flat=True
-        )
-    )
-    new = [e for e in emails if e not in already]
-    if new and not imp.dry_run:
+    """Entries for the rows' addresses, found by hash as every check finds them: an address
+    whose entry was erased is not added twice, and the entry gets it back."""
+    by_hash = {hash_email(r.email): r.email for r in rows}
+    entries = Suppression.objects.filter(project=imp.project, email_hash__in=list(by_hash))
+    found = dict(entries.values_list("email_hash", "email"))
+    new = [(digest, email) for digest, email in by_hash.items() if digest not in found]
+    if not imp.dry_run:
         note = f"Import of {imp.file_name}"[:200]
         Suppression.objects.bulk_create(
-            [Suppression(project=imp.project, email=e, note=note) for e in new],
+            [Suppression(project=imp.project, email=e, email_hash=d, note=note) for d, e in new],
             ignore_conflicts=True,
             batch_size=INSERT_BATCH,
         )
-    return {"created": len(new), "unchanged": len(already)}
+        restore_addresses(imp.project_id, [by_hash[d] for d, email in found.items() if not email])
+    return {"created": len(new), "unchanged": len(found)}
 
 
 # --- reports and housekeeping ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import idna
@@ -90,6 +91,14 @@ def lookup_email(raw: str) -> str | None:
         return normalise_email(raw)
     except InvalidEmail:
         return None
+
+
+def hash_email(address: str) -> str:
+    """SHA-256 (hex) of an address as Postroom stores it (normalise_email): how the suppression
+    list still knows an address after the contact who had it was erased. Not a secret: a
+    known address can be hashed and compared, which is what the list needs, and it means
+    the hash is shown to no one."""
+    return hashlib.sha256(address.encode()).hexdigest()
 
 
 def is_valid_email(raw: str) -> bool:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import timedelta as td
+from pathlib import Path
 
 from django.conf import settings
 from django.core import checks as django_checks
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Min
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from postroom.campaigns.models import Campaign
@@ -95,16 +97,90 @@ def queue_depth() -> dict:
     }
 
 
+def sender_queues() -> list[dict]:
+    """Each sender with queued mail: how much, and how long the oldest has waited (seconds).
+    Served by the send loop's claim index (sender, state, …)."""
+    rows = (
+        Message.objects.filter(state=Message.State.QUEUED)
+        .values("sender_id", "sender__name", "sender__project__name")
+        .annotate(count=Count("id"), oldest=Min("created_at"))
+    )
+    now = timezone.now()
+    return [
+        {
+            "sender": f"{row['sender__project__name']} / {row['sender__name']}",
+            "count": row["count"],
+            "oldest_seconds": int((now - row["oldest"]).total_seconds()),
+        }
+        for row in rows
+    ]
+
+
 def check_queues() -> Result:
     try:
         depth = queue_depth()
+        senders = sender_queues()
     except Exception as e:
         return Result("queues", ERROR, f"cannot read queues: {e}")
     stuck = {name: q for name, q in depth.items() if q["count"] and q["oldest_seconds"] > 3600}
     summary = ", ".join(f"{name}: {q['count']} queued" for name, q in depth.items())
+    oldest = "; ".join(
+        f"{s['sender']}: {s['count']} queued, oldest {s['oldest_seconds']} s" for s in senders
+    )
+    if oldest:
+        summary += f" ({oldest})"
     if stuck:
         return Result("queues", WARNING, f"{summary}; oldest waiting over an hour")
     return Result("queues", OK, summary)
+
+
+def check_webhooks() -> Result:
+    """Webhook endpoints that fail, or were disabled for failing."""
+    from postroom.webhooks.models import Endpoint
+
+    try:
+        failing = list(
+            Endpoint.objects.filter(
+                Q(enabled=True, failing_since__isnull=False)
+                | Q(enabled=False, disabled_reason__startswith="Every delivery failed")
+            ).select_related("project")[:5]
+        )
+    except Exception as e:
+        return Result("webhooks", ERROR, f"cannot read webhook endpoints: {e}")
+    if not failing:
+        return Result("webhooks", OK, "no endpoint failing")
+    detail = "; ".join(
+        f"{e.project.name} / {e.url[:60]}: "
+        + (f"failing since {e.failing_since:%Y-%m-%d %H:%M}" if e.enabled else "disabled")
+        for e in failing
+    )
+    status = WARNING if all(e.enabled for e in failing) else ERROR
+    return Result("webhooks", status, detail)
+
+
+# Free space beside the SQLite database (and the data directory) below which doctor warns,
+# and below which it is an error: SQLite cannot commit into a full disk.
+DISK_WARNING_BYTES = 2 * 1024**3
+DISK_ERROR_BYTES = 200 * 1024**2
+
+
+def check_disk() -> Result:
+    paths = {settings.DATA_DIR}
+    if connection.vendor == "sqlite":
+        paths.add(Path(settings.DATABASES["default"]["NAME"]).parent)
+    try:
+        free = {p: shutil.disk_usage(p).free for p in paths if p.exists()}
+    except OSError as e:
+        return Result("disk", ERROR, f"cannot read free space: {e}")
+    if not free:
+        return Result("disk", OK, "no data directory yet")
+    path, least = min(free.items(), key=lambda item: item[1])
+    message = f"{least / 1024**3:.1f} GB free beside {path}"
+    if least < DISK_ERROR_BYTES:
+        return Result("disk", ERROR, f"{message}: the database cannot grow much more")
+    if least < DISK_WARNING_BYTES:
+        return Result("disk", WARNING, message)
+    return Result("disk", OK, message)
 
 
 def check_settings() -> list[Result]:
@@ -200,6 +276,8 @@ def run_all() -> list[Result]:
         check_senders(),
         check_stalled_campaigns(),
         check_event_readers(),
+        check_webhooks(),
+        check_disk(),
         check_system_mail(),
         *check_settings(),
     ]

@@ -27,3 +27,25 @@ class WorkerHeartbeat(models.Model):
     def fresh(cls) -> models.QuerySet:
         since = timezone.now() - td(seconds=settings.WORKER_STALE_AFTER)
         return cls.objects.filter(stopped_at=None, last_beat_at__gte=since)
+
+
+class Alert(models.Model):
+    """A health check that is not ok (ops.alerts): raised once, told to the admins once, and
+    told again when it clears."""
+
+    check_name = models.CharField(max_length=100)  # a health.Result's name
+    status = models.CharField(max_length=10)  # warning or error
+    message = models.TextField()
+    raised_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The open alerts, read on every pass of the alert job.
+            models.Index(
+                fields=["check_name"], condition=models.Q(cleared_at=None), name="ops_alert_open"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.check_name}: {self.status}"

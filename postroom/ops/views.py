@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from datetime import timedelta as td
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
@@ -15,6 +17,7 @@ from postroom.accounts.decorators import project_view
 from postroom.contacts.models import Contact, Segment, Status
 from postroom.lib.querytime import QueryTooSlow, time_limit
 from postroom.ops import health
+from postroom.ops import metrics as ops_metrics
 from postroom.ops.models import WorkerHeartbeat
 from postroom.tracking.counts import local_day, project_hours
 from postroom.tracking.models import Event
@@ -119,6 +122,34 @@ def health_page(request: HttpRequest) -> HttpResponse:
     context = _health_context()
     template = "ops/_health_body.html" if request.htmx else "ops/health.html"
     response = render(request, template, context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' text format. With POSTROOM_METRICS_TOKEN set, a scraper sends it as a
+    bearer token; without one, loopback (a scraper on the same machine) and staff only."""
+    token = settings.METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return HttpResponse(
+                "A bearer token is needed.\n", status=401, content_type="text/plain"
+            )
+    elif request.META.get("REMOTE_ADDR") not in LOOPBACK and not (
+        request.user.is_authenticated and request.user.is_staff
+    ):
+        return HttpResponse(
+            "Set POSTROOM_METRICS_TOKEN to scrape from elsewhere.\n",
+            status=403,
+            content_type="text/plain",
+        )
+    response = HttpResponse(
+        ops_metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8"
+    )
     response["Cache-Control"] = "no-store"
     return response
 

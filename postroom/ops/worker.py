@@ -17,6 +17,11 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from postroom.accounts.actions import prune_api_records, prune_login_failures
+from postroom.automations.actions import (
+    check_segment_triggers,
+    handle_one_automation_batch,
+)
+from postroom.automations.actions import read_events as read_automation_events
 from postroom.campaigns.actions import (
     cancel_unsent_recipients,
     finish_done_campaigns,
@@ -27,9 +32,15 @@ from postroom.contacts.actions import handle_one_bulk_action
 from postroom.delivery.sending import handle_one_send_batch, requeue_due
 from postroom.delivery.transports import open_transports
 from postroom.imports.actions import handle_one_import, prune_imports, release_imports
+from postroom.ops.alerts import check_and_alert
 from postroom.ops.models import WorkerHeartbeat
 from postroom.tracking.counts import roll_up_events
 from postroom.tracking.mailbox import poll_bounce_mailbox
+from postroom.webhooks.actions import (
+    handle_one_webhook_batch,
+    prune_deliveries,
+    read_email_events,
+)
 
 log = logging.getLogger("postroom.worker")
 
@@ -42,6 +53,10 @@ STEPS: list[Callable[[], bool]] = [
     cancel_unsent_recipients,
     finish_done_campaigns,
     roll_up_events,
+    read_email_events,
+    read_automation_events,
+    handle_one_automation_batch,
+    handle_one_webhook_batch,
 ]
 
 # Housekeeping that runs once a minute, not on every pass.
@@ -51,6 +66,9 @@ PERIODIC: list[Callable[[], object]] = [
     check_stalled_campaigns,
     prune_imports,
     poll_bounce_mailbox,
+    prune_deliveries,
+    check_segment_triggers,
+    check_and_alert,
 ]
 
 # A step returning True is called again at once, up to 100 times or for this long: an import

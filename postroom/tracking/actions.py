@@ -23,16 +23,19 @@ from postroom.contacts.actions import (
     contact_upsert,
     field_key,
     run_contact_upsert,
-    suppress,
+    suppress_address,
 )
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
 from postroom.delivery.actions import queue_system_email
 from postroom.delivery.models import Message
+from postroom.lib.emails import hash_email
 from postroom.lib.ids import uuid7
 from postroom.lib.signing import sign, unsign
 from postroom.tracking.hits import hit_targets, write_hit
 from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
+from postroom.webhooks.actions import emit
+from postroom.webhooks.payloads import contact_data
 
 
 def user_agent(request: HttpRequest | None) -> str:
@@ -81,8 +84,12 @@ def unsubscribe(message: Message, request: HttpRequest | None, how: str) -> None
                 contact.save(
                     update_fields=["status", "status_changed_at", "status_reason", "updated_at"]
                 )
+                emit(contact.project_id, "contact.unsubscribed", contact_data(contact))
         else:
-            suppress(message.project, message.to_email, Suppression.Reason.UNSUBSCRIBED, how)
+            # A message whose address was erased since suppresses nothing (suppress_address).
+            suppress_address(
+                message.project_id, message.to_email, Suppression.Reason.UNSUBSCRIBED, how
+            )
         record(message, Event.Kind.UNSUBSCRIBED, request, data={"how": how})
 
 
@@ -95,36 +102,10 @@ def resubscribe(contact: Contact, request: HttpRequest) -> None:
     contact.updated_at = timezone.now()
     contact.save()
     Suppression.objects.filter(
-        project=contact.project, email=contact.email, reason=Suppression.Reason.UNSUBSCRIBED
+        project=contact.project,
+        email_hash=hash_email(contact.email),
+        reason=Suppression.Reason.UNSUBSCRIBED,
     ).delete()
-
-
-def personal_data(contact: Contact) -> dict:
-    """Everything Postroom keeps about a contact, for "download my data"."""
-    messages = contact.messages.select_related("email").order_by("-id")[:1000]
-    events = contact.events.order_by("-id")[:1000]
-    return {
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "status": contact.status,
-        "status_changed_at": contact.status_changed_at,
-        "status_reason": contact.status_reason,
-        "consent": {
-            "at": contact.consent_at,
-            "source": contact.consent_source,
-            "ip": contact.consent_ip,
-        },
-        "custom_fields": contact.data,
-        "tags": sorted(contact.contacttag_set.values_list("tag__name", flat=True)),
-        "created_at": contact.created_at,
-        "messages": [
-            {"subject": m.email.subject, "state": m.state, "sent_at": m.sent_at} for m in messages
-        ],
-        "events": [
-            {"kind": e.kind, "name": e.name, "url": e.url, "at": e.created_at} for e in events
-        ],
-    }
 
 
 # Confirmation links for export and delete: signed for the message and the deadline.

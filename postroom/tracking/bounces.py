@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from postroom.contacts.actions import suppress_address
 from postroom.contacts.models import Contact, Status, Suppression
 from postroom.delivery.models import Message
 from postroom.lib.signing import unsign
@@ -222,11 +223,8 @@ def soft_bounces(message: Message) -> int:
 
 
 def suppress(message: Message, reason: str, note: str) -> None:
-    Suppression.objects.get_or_create(
-        project_id=message.project_id,
-        email=message.to_email,
-        defaults={"reason": reason, "note": note[:200]},
-    )
+    # A message whose address was erased since suppresses nothing: the address is unknown.
+    suppress_address(message.project_id, message.to_email, reason, note)
 
 
 def set_status(contact: Contact | None, status: str, reason: str) -> None:

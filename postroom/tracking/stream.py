@@ -5,10 +5,11 @@ cursor's move, so no event is handled twice or skipped, whatever crashes.
 Which ids are safe to read: SQLite gives ids out under its one write lock, so every id up to the
 largest committed one is final. PostgreSQL gives them out before commit (a transaction holding
 id 100 can commit after another committed 101). So an id M read as the largest is safe only
-once (1) at least `settle` seconds later a reader took a transaction id X and (2) every
-transaction with an id below X has ended. A transaction that inserted an event id up to M took
-its transaction id in that same INSERT, long before (1), so by (2) it has committed or rolled
-back. A transaction left open for hours anywhere on the server holds the readers back.
+once (1) at least `settle` seconds later a reader took a transaction id X and (2) no other
+session of the database is in a transaction older than X. A transaction that inserted an event
+id up to M took its transaction id in that same INSERT, long before (1), so by (2) it has
+committed or rolled back. A transaction left open for hours in the database holds the readers
+back (the health page shows how far behind they are).
 """
 
 from __future__ import annotations
@@ -93,14 +94,17 @@ def advance(stream: EventStream, settle: float) -> None:
 
 
 def older_transactions_have_ended(cursor, xid: int) -> bool:
-    """Whether every transaction with an id below `xid` (other than this one) has ended: all
-    of them are below the snapshot's xmax (so each has ended or is listed in progress), and
-    none below `xid` is listed in progress (a snapshot never lists its own transaction)."""
+    """Whether no other session of this database is in a transaction older than `xid` (one
+    that took its id before). Sessions of other databases cannot write our events, so a long
+    transaction there does not hold the readers back. pg_stat_activity shows other sessions'
+    transaction ids to the same role (the app's), and is read afresh, not from the copy a
+    transaction keeps of it."""
+    cursor.execute("SELECT pg_stat_clear_snapshot()")
     cursor.execute(
-        "SELECT pg_snapshot_xmax(s) >= %s::text::xid8 AND NOT EXISTS ("
-        "SELECT 1 FROM pg_snapshot_xip(s) AS x WHERE x < %s::text::xid8) "
-        "FROM pg_current_snapshot() AS s",
-        [str(xid), str(xid)],
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL "
+        "AND age(backend_xid) > age(%s::text::xid))",
+        [str(xid % 2**32)],
     )
     return cursor.fetchone()[0]
 

@@ -11,8 +11,15 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from postroom.contacts.actions import ContactChanges, ContactError, erase_contact, update_contact
-from postroom.contacts.models import Status, Suppression
+from postroom.contacts import privacy
+from postroom.contacts.actions import (
+    ContactChanges,
+    ContactError,
+    erase_contact,
+    suppression_of,
+    update_contact,
+)
+from postroom.contacts.models import Status
 from postroom.delivery.models import Message, Sender
 from postroom.lib.signing import unsign
 from postroom.tracking import actions, esp
@@ -106,9 +113,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             contact.refresh_from_db()
     elif action == "unsubscribe":
         actions.unsubscribe(message, request, "preference page")
-    context["suppressed"] = Suppression.objects.filter(
-        project=message.project, email=message.to_email
-    ).exists()
+    context["suppressed"] = suppression_of(message.project_id, message.to_email) is not None
     return render(request, "tracking/preferences.html", context)
 
 
@@ -147,10 +152,7 @@ def confirmed(request: HttpRequest, token: str, what: str, until: str, signature
     if contact is None:
         return render(request, "tracking/erased.html", page_context(message, token))
     if what == "export":
-        data = actions.personal_data(contact)
-        response = JsonResponse(data, json_dumps_params={"indent": 2})
-        response["Content-Disposition"] = 'attachment; filename="my-data.json"'
-        return response
+        return privacy.export_response(contact, "my-data.json")
     if request.method == "POST":
         erase_contact(contact)
         return render(request, "tracking/erased.html", page_context(message, token))

@@ -94,9 +94,8 @@ class ContactsApiTestCase(BaseTestCase):
         self.assertEqual(r.status_code, 200, r.content)
         self.assertEqual(r.json()["data"], {"seats": 2})
         self.assertEqual(r.json()["status_reason"], "Changed through the API")
-        self.assertEqual(
-            self.api("DELETE", f"contacts/{c.code}").json(), {"success": True, "id": str(c.code)}
-        )
+        r = self.api("DELETE", f"contacts/{c.code}")
+        self.assertEqual((r.json()["success"], r.json()["id"]), (True, str(c.code)))
         self.assertEqual(self.api("GET", f"contacts/{c.code}").status_code, 404)
 
     def test_an_unknown_or_malformed_id_is_a_404(self) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.lib.emails import InvalidEmail, is_valid_email, normalise_email
+from postroom.lib.emails import InvalidEmail, hash_email, is_valid_email, normalise_email
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,11 @@ def test_the_fast_path_never_accepts_what_the_validator_refuses(
     fast = plain_address(raw)
     if fast is not None:
         assert fast == validator_says(raw), raw
+
+
+def test_the_hash_of_an_address_is_its_sha256_in_hex() -> None:
+    from hashlib import sha256
+
+    assert hash_email("ann@example.com") == sha256(b"ann@example.com").hexdigest()
+    assert hash_email("x@bücher.de") == sha256("x@bücher.de".encode()).hexdigest()
+    assert hash_email(normalise_email(" Ann@Example.COM ")) == hash_email("ann@example.com")

@@ -101,9 +101,11 @@ class UnsubscribeTestCase(BaseTestCase):
         link = self.confirmation_link("export")
         r = self.outside.get(link)
         self.assertIn("attachment", r["Content-Disposition"])
-        data = json.loads(r.content)
-        self.assertEqual(data["email"], "ann@example.com")
+        self.assertEqual(r["Content-Type"], "application/json; charset=utf-8")
+        data = json.loads(b"".join(r.streaming_content))
+        self.assertEqual(data["contact"]["email"], "ann@example.com")
         self.assertIn("S", [m["subject"] for m in data["messages"]])
+        self.assertEqual(data["totals"]["messages"], len(data["messages"]))
         self.assertEqual(self.outside.get(link.replace("/export/", "/delete/")).status_code, 404)
         self.assertEqual(self.outside.get(link[:-3] + "abc").status_code, 404)
 

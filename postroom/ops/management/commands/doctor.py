@@ -14,9 +14,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true")
+        parser.add_argument(
+            "--alert",
+            action="store_true",
+            help="also raise and clear alerts (email and webhook), as the worker does: "
+            "for cron, to hear of a worker that stopped",
+        )
 
     def handle(self, *args, **options) -> None:
         results = run_all()
+        if options["alert"]:
+            from postroom.ops.alerts import check_and_alert
+
+            check_and_alert(results)
         if options["json"]:
             self.stdout.write(json.dumps([r.__dict__ for r in results], indent=2))
         else:
