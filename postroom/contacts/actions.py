@@ -621,7 +621,7 @@ def erase_contact(contact: Contact) -> Erasure:
     go. Custom events go; email events (sent, opened, clicked, ...) stay, so that campaign
     reports do not change, but lead to no one. Suppression entries of the address keep only
     its hash: an address that bounced or complained stays suppressed if it comes back."""
-    from postroom.contacts.privacy import messages_of, suppressions_of
+    from postroom.contacts.privacy import messages_of, signups_of, suppressions_of
     from postroom.tracking.models import Event
 
     erasure = Erasure()
@@ -635,7 +635,8 @@ def erase_contact(contact: Contact) -> Erasure:
         email="", note=f"Address erased on {timezone.localdate().isoformat()}."
     )
     _erase_import_reports(contact.project_id, address)
-    contact.delete()
+    signups_of(contact).delete()  # their consent records name the address and the IP
+    contact.delete()  # its automation runs go with it
     return erasure
 
 

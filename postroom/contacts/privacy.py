@@ -73,6 +73,50 @@ def export_response(contact: Contact, filename: str) -> StreamingHttpResponse:
     return response
 
 
+def signups_of(contact: Contact):
+    """Signups of the contact's address on the project's forms (pending ones have no contact
+    yet), with the consent they record."""
+    from postroom.signups.models import Signup
+
+    return Signup.objects.filter(form__project_id=contact.project_id).filter(
+        Q(contact=contact) | Q(email=contact.email)
+    )
+
+
+def signup_items(contact: Contact) -> list[dict]:
+    return [
+        {
+            "form": s.form.name,
+            "state": s.state,
+            "submitted": s.submitted,
+            "ip": s.ip,
+            "user_agent": s.user_agent,
+            "referrer": s.referrer,
+            "created_at": s.created_at,
+            "confirmed_at": s.confirmed_at,
+        }
+        for s in signups_of(contact).select_related("form").order_by("id")
+    ]
+
+
+def run_items(contact: Contact) -> list[dict]:
+    from postroom.automations.models import Run
+
+    runs = Run.objects.filter(contact=contact).select_related("automation").order_by("id")
+    return [
+        {
+            "automation": r.automation.name,
+            "state": r.state,
+            "step": r.position + 1,
+            "trigger": r.trigger,
+            "started_at": r.started_at,
+            "next_run_at": r.next_run_at if r.state == "waiting" else None,
+            "finished_at": r.finished_at,
+        }
+        for r in runs
+    ]
+
+
 def export_filename(contact: Contact) -> str:
     return f"contact-{contact.code}.json"
 
@@ -86,6 +130,8 @@ def export_json(contact: Contact) -> Iterator[str]:
         "project": contact.project.name,
         "contact": contact_part(contact),
         "suppressions": [suppression_item(s) for s in suppressions_of(contact).order_by("id")],
+        "signups": signup_items(contact),
+        "automation_runs": run_items(contact),
     }
     yield "{\n" + ",\n".join(f"{dumps(key)}: {dumps(value)}" for key, value in head.items())
     yield ',\n"messages": '

@@ -34,6 +34,7 @@ from postroom.delivery.transports import open_transports
 from postroom.imports.actions import handle_one_import, prune_imports, release_imports
 from postroom.ops.alerts import check_and_alert
 from postroom.ops.models import WorkerHeartbeat
+from postroom.signups.actions import prune_signups
 from postroom.tracking.counts import roll_up_events
 from postroom.tracking.mailbox import poll_bounce_mailbox
 from postroom.webhooks.actions import (
@@ -68,6 +69,7 @@ PERIODIC: list[Callable[[], object]] = [
     poll_bounce_mailbox,
     prune_deliveries,
     check_segment_triggers,
+    prune_signups,
     check_and_alert,
 ]
 

@@ -437,3 +437,15 @@ def record_event(signup: Signup, contact: Contact, by_owner: bool) -> Event:
         },
         created_at=signup.confirmed_at or timezone.now(),
     )
+
+
+# Unconfirmed signups are kept this long (their link works for Signup.CONFIRM_WITHIN), so the
+# dashboard can show who never confirmed; then their address, IP and answers go.
+KEEP_UNCONFIRMED = td(days=30)
+
+
+def prune_signups() -> int:
+    """Periodic (worker): forget signups never confirmed within KEEP_UNCONFIRMED."""
+    old = Signup.objects.filter(confirmed_at=None, created_at__lt=timezone.now() - KEEP_UNCONFIRMED)
+    deleted, _ = old.delete()
+    return deleted

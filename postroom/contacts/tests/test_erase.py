@@ -4,6 +4,7 @@ that bounced stays suppressed when it is imported, created or sent to again."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta as td
 
 from django.db import connection
@@ -183,6 +184,24 @@ class EraseContactTestCase(ErasedAnn, BaseTestCase):
         message = Message.objects.get(email__campaign=self.later, to_email=ERASED_ADDRESS)
         self.assertEqual(message.state, Message.State.SKIPPED)
         self.assertEqual(message.last_response, "Skipped: the address was erased.")
+
+    def test_signups_of_the_address_go_and_its_automation_runs_with_the_contact(self) -> None:
+        from postroom.automations.models import Automation, Run
+        from postroom.signups.models import Signup, SignupForm
+
+        form = SignupForm.objects.create(project=self.project, name="Newsletter")
+        Signup.objects.create(form=form, email=ANN, ip="203.0.113.9")  # pending, no contact
+        Signup.objects.create(form=form, email="bob@example.com")
+        automation = Automation.objects.create(project=self.project, name="Welcome")
+        Run.objects.create(project=self.project, automation=automation, contact=self.ann)
+        from postroom.contacts.privacy import export_json
+
+        document = json.loads("".join(export_json(self.ann)))
+        self.assertEqual([s["ip"] for s in document["signups"]], ["203.0.113.9"])
+        self.assertEqual(document["automation_runs"][0]["automation"], "Welcome")
+        erase_contact(self.ann)
+        self.assertEqual(list(Signup.objects.values_list("email", flat=True)), ["bob@example.com"])
+        self.assertFalse(Run.objects.exists())
 
     def test_the_send_loop_checks_a_batch_in_one_query(self) -> None:
         erase_contact(self.ann)

@@ -138,3 +138,27 @@ class ConfirmTestCase(SignupTestCase):
         self.client.post(self.sign_up())
         erase_contact(Contact.objects.get())
         self.assertFalse(Signup.objects.exists())
+
+
+class PruneTestCase(SignupTestCase):
+    def test_signups_never_confirmed_are_forgotten_after_a_month(self) -> None:
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from postroom.signups.actions import prune_signups
+        from postroom.signups.models import Signup
+
+        form = self.make_form()
+        old = Signup.objects.create(form=form, email="old@example.com")
+        Signup.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=31))
+        Signup.objects.create(form=form, email="new@example.com")
+        done = Signup.objects.create(form=form, email="done@example.com")
+        Signup.objects.filter(pk=done.pk).update(
+            created_at=timezone.now() - dt.timedelta(days=60), confirmed_at=timezone.now()
+        )
+        self.assertEqual(prune_signups(), 1)
+        self.assertEqual(
+            sorted(Signup.objects.values_list("email", flat=True)),
+            ["done@example.com", "new@example.com"],
+        )
