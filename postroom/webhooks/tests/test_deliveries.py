@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from postroom.contacts.actions import ContactChanges, create_contact, update_contact
+from postroom.imports.tests.test_import_files import ImportTestCase
 from postroom.test import BaseTestCase, drain
 from postroom.webhooks import actions
 from postroom.webhooks.models import Delivery, Endpoint
@@ -150,3 +151,14 @@ class DeliveriesTestCase(BaseTestCase):
             list(Delivery.objects.order_by("id").values_list("event_type", flat=True)),
             ["campaign.started", "campaign.finished"],
         )
+
+
+@override_settings(WEBHOOKS_ALLOW_PRIVATE=True)
+class ImportFinishedTestCase(ImportTestCase):
+    def test_an_import_finished_is_emitted_with_its_counts(self) -> None:
+        actions.create_endpoint(self.project, "http://127.0.0.1:9/hook", ["import.finished"])
+        imp = self.run_import(self.upload("rfc4180.csv"))
+        delivery = Delivery.objects.get(event_type="import.finished")
+        data = delivery.payload["data"]
+        self.assertEqual((data["id"], data["state"]), (str(imp.code), "done"))
+        self.assertEqual(data["counts"]["created"], imp.created)
