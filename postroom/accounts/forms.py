@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+import zoneinfo
 
 from django import forms
 from django.conf import settings
@@ -56,6 +57,13 @@ class ThrottledLoginForm(AuthenticationForm):
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=100, strip=True)
     postal_address = forms.CharField(max_length=300, required=False, strip=True)
+    time_zone = forms.CharField(max_length=64, required=False, strip=True)
+
+    def clean_time_zone(self) -> str:
+        zone = self.cleaned_data.get("time_zone") or ""
+        if zone and zone not in zoneinfo.available_timezones():
+            raise forms.ValidationError("Choose a time zone such as Europe/Paris.")
+        return zone
 
     def clean_postal_address(self) -> str:
         return one_line(self.cleaned_data.get("postal_address", ""))

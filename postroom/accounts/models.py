@@ -62,6 +62,8 @@ class Project(models.Model):
     name = models.CharField(max_length=100)
     # Shown in the footer of marketing mail, as anti-spam laws (CAN-SPAM, …) ask.
     postal_address = models.CharField(max_length=300, blank=True)
+    # The project's own time: automations wait "until 09:00" in it for contacts without one.
+    time_zone = models.CharField(max_length=64, default="UTC")
     public_key = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zoneinfo
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -85,6 +87,7 @@ def project_settings(request: HttpRequest) -> HttpResponse:
         "keys": project.api_keys.order_by("-created_at"),
         "new_secret_key": _pop_key_to_show(request, project),
         "project_form": ProjectForm(initial={"name": project.name}),
+        "time_zones": sorted(zoneinfo.available_timezones()),
         "invite_form": InviteForm(can_invite_owner=request.membership.role == Role.OWNER),
         "key_form": KeyForm(),
         "roles": Role.choices,
@@ -100,12 +103,13 @@ def rename_project(request: HttpRequest) -> HttpResponse:
         request.project.name = form.cleaned_data["name"]
         if "postal_address" in request.POST:
             request.project.postal_address = form.cleaned_data["postal_address"]
-        request.project.save(update_fields=["name", "postal_address"])
+        if form.cleaned_data["time_zone"]:
+            request.project.time_zone = form.cleaned_data["time_zone"]
+        request.project.save(update_fields=["name", "postal_address", "time_zone"])
         messages.success(request, "Project saved.")
     else:
-        messages.error(
-            request, "The name is required (at most 100 characters), the address at most 300."
-        )
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        messages.error(request, f"Not saved: {problems}")
     return redirect("project_settings", project_code=request.project.code)
 
 

@@ -13,7 +13,8 @@ step at once, a later time, another step, or the end.
     exit          {}
 
 A wait "until" a time of day takes the contact's time zone from their `timezone` field (an IANA
-name such as "Europe/Paris"), else the site's (TIME_ZONE).
+name such as "Europe/Paris"), else the project's (its settings page), or the project's always
+with "zone": "project".
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def clean_wait(automation: Automation, config: dict, position: int) -> dict:
         if not TIME_OF_DAY.fullmatch(until):
             raise StepError("until", "a time of day as HH:MM, 00:00 to 23:59.")
         zone = config.get("zone") or "contact"
-        if zone not in ("contact", "site"):
-            raise StepError("zone", "contact or site.")
+        if zone not in ("contact", "project"):
+            raise StepError("zone", "contact or project.")
         return {"until": until, "zone": zone}
     try:
         amount = int(config.get("amount"))
@@ -201,7 +202,8 @@ def describe(step: Step) -> str:
     c = step.config
     if step.kind == Step.Kind.WAIT:
         if c.get("until"):
-            return f"Wait until {c['until']} ({'their' if c['zone'] == 'contact' else 'site'} time)"
+            whose = "their" if c["zone"] == "contact" else "the project's"
+            return f"Wait until {c['until']} ({whose} time)"
         unit = c["unit"] if c["amount"] != 1 else c["unit"][:-1]
         return f"Wait {c['amount']} {unit}"
     if step.kind == Step.Kind.CONDITION:
@@ -235,9 +237,7 @@ def wait(run: Run, step: Step, contact: Contact) -> Next:
     c, now = step.config, timezone.now()
     if not c.get("until"):
         return Next(step.position + 1, now + dt.timedelta(seconds=c["amount"] * UNITS[c["unit"]]))
-    zone = (
-        contact_zone(contact) if c["zone"] == "contact" else zoneinfo.ZoneInfo(settings.TIME_ZONE)
-    )
+    zone = contact_zone(contact) if c["zone"] == "contact" else project_zone(contact)
     hour, minute = (int(part) for part in c["until"].split(":"))
     local = now.astimezone(zone)
     at = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
@@ -247,9 +247,17 @@ def wait(run: Run, step: Step, contact: Contact) -> Next:
 
 
 def contact_zone(contact: Contact) -> zoneinfo.ZoneInfo:
+    """The contact's `timezone` field (an IANA name), else their project's time zone."""
     name = str((contact.data or {}).get("timezone") or "")
     try:
-        return zoneinfo.ZoneInfo(name) if name else zoneinfo.ZoneInfo(settings.TIME_ZONE)
+        return zoneinfo.ZoneInfo(name) if name else project_zone(contact)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return project_zone(contact)
+
+
+def project_zone(contact: Contact) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(contact.project.time_zone or settings.TIME_ZONE)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return zoneinfo.ZoneInfo(settings.TIME_ZONE)
 

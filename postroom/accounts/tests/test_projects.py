@@ -32,6 +32,18 @@ class ProjectsTestCase(BaseTestCase):
         self.project.refresh_from_db()
         self.assertEqual(self.project.name, "New name")
 
+    def test_it_keeps_a_time_zone_and_refuses_an_unknown_one(self) -> None:
+        self.login()
+        self.client.post(self.url("settings/rename/"), {"name": "P", "time_zone": "Asia/Tokyo"})
+        self.project.refresh_from_db()
+        self.assertEqual(self.project.time_zone, "Asia/Tokyo")
+        r = self.client.post(
+            self.url("settings/rename/"), {"name": "P", "time_zone": "Mars/Olympus"}, follow=True
+        )
+        self.assertContains(r, "time_zone: Choose a time zone such as Europe/Paris.")
+        self.project.refresh_from_db()
+        self.assertEqual(self.project.time_zone, "Asia/Tokyo")
+
     def test_the_settings_page_renders_for_members(self) -> None:
         self.login(self.bob)
         r = self.client.get(self.url("settings/"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import zoneinfo
 from unittest import mock
 
 from django.test import override_settings
@@ -197,6 +198,15 @@ class RunsTestCase(BaseTestCase):
         at = Run.objects.get().next_run_at.astimezone(dt.timezone(dt.timedelta(hours=9)))
         self.assertEqual((at.hour, at.minute), (9, 0))
         self.assertLess(at - timezone.now(), dt.timedelta(days=1))
+
+    def test_a_wait_until_a_time_of_day_in_the_projects_zone(self) -> None:
+        self.project.time_zone = "America/New_York"
+        self.project.save()
+        self.automation([("wait", {"until": "18:30", "zone": "project"}), ("exit", {})])
+        self.track("signup", timezone="Asia/Tokyo")  # theirs, not asked for here
+        run_due()
+        at = Run.objects.get().next_run_at.astimezone(zoneinfo.ZoneInfo("America/New_York"))
+        self.assertEqual((at.hour, at.minute), (18, 30))
 
     def test_a_step_that_cannot_run_fails_the_run_saying_why(self) -> None:
         endpoint = webhooks.create_endpoint(
