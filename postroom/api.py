@@ -15,6 +15,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from postroom.accounts.api import router as accounts_router
+from postroom.automations.api import automations_router
 from postroom.campaigns.api import campaigns_router
 from postroom.contacts.api import (
     contacts_router,
@@ -87,6 +88,7 @@ api.add_router("/v1/suppressions", suppressions_router)
 api.add_router("/v1/campaigns", campaigns_router)
 api.add_router("/v1/templates", templates_router)
 api.add_router("/v1/webhooks", webhooks_router)
+api.add_router("/v1/automations", automations_router)
 api.add_router("/v1/", tracking_router)
 api.add_router("/v1/", delivery_router)
 api.add_router("/v1/senders", senders_router)

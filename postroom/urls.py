@@ -2,6 +2,7 @@ from django.urls import include, path
 
 from postroom.accounts import urls as accounts_urls
 from postroom.api import api
+from postroom.automations import urls as automations_urls
 from postroom.campaigns import urls as campaigns_urls
 from postroom.contacts import urls as contacts_urls
 from postroom.content import urls as content_urls
@@ -21,6 +22,7 @@ project_urlpatterns = [
     *delivery_urls.project_urlpatterns,
     *content_urls.project_urlpatterns,
     *campaigns_urls.project_urlpatterns,
+    *automations_urls.project_urlpatterns,
     *tracking_urls.project_urlpatterns,
     *signups_urls.project_urlpatterns,
     *webhooks_urls.project_urlpatterns,
