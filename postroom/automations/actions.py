@@ -46,11 +46,18 @@ class AutomationError(Exception):
 
 def save_automation(automation: Automation, fields: dict) -> Automation:
     """Set the name, trigger and options from `fields` (as the editor or API sends them),
-    checked; raises AutomationError naming the field."""
+    checked; a field left out keeps its value. Raises AutomationError naming the field."""
+    current = {
+        "trigger_event": automation.trigger_event,
+        "trigger_tag": automation.trigger_tag,
+        "trigger_segment": automation.trigger_segment.code if automation.trigger_segment else None,
+    }
+    fields = {**current, **fields}
     name = one_line(str(fields.get("name", automation.name) or "")).strip()
     if not name or len(name) > 100:
         raise AutomationError("name", "required, at most 100 characters.")
     trigger = fields.get("trigger", automation.trigger)
+    segment_before = (automation.trigger, automation.trigger_segment_id)
     if trigger not in Automation.Trigger.values:
         raise AutomationError("trigger", f"one of {Automation.Trigger.values}.")
     automation.name, automation.trigger = name, trigger
@@ -82,8 +89,10 @@ def save_automation(automation: Automation, fields: dict) -> Automation:
     automation.updated_at = timezone.now()
     with transaction.atomic():
         automation.save()
-        if automation.trigger == Automation.Trigger.SEGMENT:
+        segment_now = (automation.trigger, automation.trigger_segment_id)
+        if automation.trigger == Automation.Trigger.SEGMENT and segment_now != segment_before:
             # Who is in the segment now has not entered it: only those who come later have.
+            # (Saved again with the same segment, who entered since the last look still has.)
             SegmentMember.objects.filter(automation=automation).delete()
             note_segment_members(automation)
     return automation
@@ -321,9 +330,10 @@ def advance(run: Run) -> None:
         log.warning("automation run %s: lease lost, its steps rolled back", run.code)
     except Exception as e:
         log.exception("automation run %s failed", run.code)
+        failed_at = getattr(run, "performing", run.position)  # the step that raised
         held.update(
             state=Run.State.FAILED,
-            last_error=f"Step {run.position + 1}: {e}"[:500],
+            last_error=f"Step {failed_at + 1}: {e}"[:500],
             lease_until=None,
             finished_at=timezone.now(),
         )
@@ -344,6 +354,7 @@ def run_steps(run: Run, automation_steps: list[Step]) -> dict:
                 "last_error": note,
             }
         step = automation_steps[position]
+        run.performing = position  # for the error, should this step raise
         outcome = steps.perform(run, step, run.contact)
         note = outcome.note or note
         if outcome.at is not None:

@@ -84,7 +84,7 @@ def clean_wait(automation: Automation, config: dict, position: int) -> dict:
     except (TypeError, ValueError):
         raise StepError("amount", "a whole number.") from None
     unit = config.get("unit") or "days"
-    if unit not in UNITS:
+    if not isinstance(unit, str) or unit not in UNITS:
         raise StepError("unit", f"one of {list(UNITS)}.")
     if not 1 <= amount * UNITS[unit] <= MAX_WAIT_DAYS * 86400:
         raise StepError("amount", f"from 1 {unit[:-1]} to {MAX_WAIT_DAYS} days.")

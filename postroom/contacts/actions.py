@@ -27,6 +27,7 @@ from postroom.contacts.models import (
     ContactTag,
     FieldDefinition,
     FieldType,
+    Segment,
     Status,
     Suppression,
     Tag,
@@ -914,3 +915,17 @@ def run_bulk_chunk(action: BulkAction) -> None:
             # Release: the next chunk goes to whichever worker claims it first.
             lease_until=None if done else timezone.now(),
         )
+
+
+def delete_segment(segment: Segment) -> None:
+    """Delete the segment, unless an automation starts when contacts enter it: ContactError
+    naming them (campaigns keep their audience without it)."""
+    from postroom.automations.models import Automation
+
+    users = list(Automation.objects.filter(trigger_segment=segment).values_list("name", flat=True))
+    if users:
+        named = ", ".join(f"“{n}”" for n in sorted(users)[:5])
+        raise ContactError(
+            "segment", f"the automations {named} start from this segment: change them first."
+        )
+    segment.delete()

@@ -458,7 +458,10 @@ def update_segment(request: HttpRequest, segment_id: str, body: SegmentPatch) ->
 def delete_segment(request: HttpRequest, segment_id: str) -> dict:
     segment = _get_segment(request, segment_id)
     code = str(segment.code)
-    segment.delete()
+    try:
+        actions.delete_segment(segment)
+    except ContactError as e:
+        raise ApiError(409, e.message, e.field) from None
     return {"success": True, "id": code}
 
 

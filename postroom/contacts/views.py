@@ -394,7 +394,11 @@ def segment_edit(request: HttpRequest, code=None) -> HttpResponse:
 @project_view
 def segment_delete(request: HttpRequest, code) -> HttpResponse:
     segment = _get_segment(request, code)
-    segment.delete()
+    try:
+        actions.delete_segment(segment)
+    except ContactError as e:
+        messages.error(request, f"Not deleted: {e.message}")
+        return redirect("segment", project_code=request.project.code, code=segment.code)
     messages.success(request, f"Segment “{segment.name}” deleted.")
     return redirect("segments", project_code=request.project.code)
 

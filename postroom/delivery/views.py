@@ -129,8 +129,19 @@ def sender_delete(request: HttpRequest, code) -> HttpResponse:
         return redirect("sender", project_code=request.project.code, code=sender.code)
     try:
         sender.delete()
-    except ProtectedError:
-        messages.error(request, "This sender has sent mail: its record stays with the messages.")
+    except ProtectedError as e:
+        from postroom.automations.models import Automation
+
+        users = sorted(o.name for o in e.protected_objects if isinstance(o, Automation))
+        if users:
+            named = ", ".join(f"“{n}”" for n in users[:5])
+            messages.error(
+                request, f"The automations {named} send through this sender: change them first."
+            )
+        else:
+            messages.error(
+                request, "This sender has sent mail: its record stays with the messages."
+            )
         return redirect("sender", project_code=request.project.code, code=sender.code)
     messages.success(request, f"Sender “{sender.name}” deleted.")
     return redirect("senders", project_code=request.project.code)

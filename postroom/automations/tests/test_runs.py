@@ -188,6 +188,10 @@ class RunsTestCase(BaseTestCase):
             Run.objects.get(automation=automation).contact.email, "pro.new@example.com"
         )
         self.assertEqual(actions.check_segment_triggers(), 0)  # it entered once
+        # Saving the automation again with the same segment loses no one who entered since.
+        self.make_contact("pro.third@example.com")
+        actions.save_automation(automation, {"name": "Renamed"})
+        self.assertEqual(actions.check_segment_triggers(), 1)
 
     def test_a_wait_until_a_time_of_day_in_the_contacts_zone(self) -> None:
         self.automation(
@@ -208,17 +212,19 @@ class RunsTestCase(BaseTestCase):
         at = Run.objects.get().next_run_at.astimezone(zoneinfo.ZoneInfo("America/New_York"))
         self.assertEqual((at.hour, at.minute), (18, 30))
 
-    def test_a_step_that_cannot_run_fails_the_run_saying_why(self) -> None:
+    def test_a_step_that_cannot_run_fails_the_run_naming_that_step(self) -> None:
         endpoint = webhooks.create_endpoint(
             self.project, "https://93.184.216.34/hook", ["email.sent"]
         )
-        self.automation([("webhook", {"endpoint": str(endpoint.code)})])
+        self.automation([("add_tag", {"tag": "a"}), ("webhook", {"endpoint": str(endpoint.code)})])
         endpoint.delete()
         self.track("signup")
         run_due()
         run = Run.objects.get()
         self.assertEqual(run.state, "failed")
-        self.assertIn("Step 1", run.last_error)
+        self.assertIn("Step 2: its webhook endpoint is gone", run.last_error)
+        # Its steps rolled back with it: the tag of step 1 was not added.
+        self.assertFalse(ContactTag.objects.filter(tag__name="a").exists())
 
     def test_bad_steps_and_settings_name_the_field(self) -> None:
         automation = Automation(project=self.project)
@@ -227,6 +233,7 @@ class RunsTestCase(BaseTestCase):
         actions.save_automation(automation, {"name": "X", "trigger": "event", "trigger_event": "e"})
         for kind, config, field in (
             ("wait", {"amount": 0}, "amount"),
+            ("wait", {"amount": 1, "unit": ["days"]}, "unit"),
             ("wait", {"until": "25:00"}, "until"),
             ("condition", {"test": "tag", "tag": "a", "else": 1}, "else"),
             ("send", {"subject": "Hi"}, "body"),
@@ -293,3 +300,27 @@ class EndToEndTestCase(BaseTestCase):
         self.assertEqual(body["data"]["message"], str(copy.message.code))
         self.assertEqual(Delivery.objects.get().state, "succeeded")
         self.assertEqual(Event.objects.filter(kind="sent", message=copy.message).count(), 1)
+
+
+class ProtectedByAutomationsTestCase(BaseTestCase):
+    def test_a_segment_or_sender_an_automation_uses_is_not_deleted_and_says_why(self) -> None:
+        from postroom.delivery.models import Sender
+
+        segment = Segment.objects.create(
+            project=self.project, name="Pros", rules={"match": "all", "rules": []}
+        )
+        sender = Sender.objects.create(project=self.project, name="Relay", from_email="a@b.co")
+        automation = Automation(project=self.project, sender=sender)
+        actions.save_automation(
+            automation, {"name": "Pros", "trigger": "segment", "trigger_segment": segment.code}
+        )
+        r = self.api("DELETE", f"segments/{segment.code}")
+        body = self.assert_error(r, 409, "segment")
+        self.assertIn("“Pros” start from this segment", body["message"])
+        self.login()
+        r = self.client.post(self.url(f"segments/{segment.code}/delete/"), follow=True)
+        self.assertContains(r, "Not deleted: the automations “Pros” start from this segment")
+        r = self.client.post(self.url(f"senders/{sender.code}/delete/"), follow=True)
+        self.assertContains(r, "The automations “Pros” send through this sender")
+        self.assertTrue(Segment.objects.filter(pk=segment.pk).exists())
+        self.assertTrue(Sender.objects.filter(pk=sender.pk).exists())
