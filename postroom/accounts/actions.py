@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import smtplib
 import threading
@@ -270,3 +271,23 @@ def prune_api_records() -> int:
         ids = list(model.objects.filter(old).values_list("id", flat=True)[:5000])
         deleted += model.objects.filter(id__in=ids).delete()[0]
     return deleted
+
+
+def email_project_admins(project: Project, template: str, context: dict) -> bool:
+    """A system email to the project's owners and admins, from `<template>-subject.txt` and
+    `<template>-body-text.txt`. False when the relay failed: logged, and what it was about is
+    on a page (a banner, the health page) anyway."""
+    admins = Membership.objects.filter(
+        project=project, role__in=[Role.OWNER, Role.ADMIN]
+    ).values_list("user__email", flat=True)
+    try:
+        send_mail(
+            subject=one_line(render_to_string(f"{template}-subject.txt", context)),
+            message=render_to_string(f"{template}-body-text.txt", context),
+            from_email=None,
+            recipient_list=list(admins),
+        )
+    except OSError:
+        logging.getLogger("postroom.accounts").exception("could not email %s", template)
+        return False
+    return True

@@ -6,16 +6,13 @@ import logging
 from datetime import timedelta as td
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db.models import Max
-from django.template.loader import render_to_string
 from django.utils import timezone
 
-from postroom.accounts.models import Membership, Role
+from postroom.accounts.actions import email_project_admins
 from postroom.campaigns.models import Campaign
 from postroom.delivery.limits import capacity
 from postroom.delivery.models import Message
-from postroom.lib.emails import one_line
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +53,6 @@ def check_stalled_campaigns() -> int:
 
 
 def alert_admins(campaign: Campaign, now) -> None:
-    admins = Membership.objects.filter(
-        project=campaign.project, role__in=[Role.OWNER, Role.ADMIN]
-    ).values_list("user__email", flat=True)
     reason = campaign.sender.paused_reason or "no worker is sending its messages"
     context = {
         "campaign": campaign,
@@ -66,13 +60,5 @@ def alert_admins(campaign: Campaign, now) -> None:
         "minutes": settings.CAMPAIGN_STALL_AFTER // 60,
         "url": f"{settings.SITE_URL}/p/{campaign.project.code}/campaigns/{campaign.code}/",
     }
-    try:
-        send_mail(
-            subject=one_line(render_to_string("campaigns/emails/stalled-subject.txt", context)),
-            message=render_to_string("campaigns/emails/stalled-body-text.txt", context),
-            from_email=None,
-            recipient_list=list(admins),
-        )
-    except OSError:
-        # The banner and the health page still say it; the mail relay is checked by doctor.
-        log.exception("could not email the stall alert for campaign %s", campaign.code)
+    # The banner and the health page still say it if the relay fails.
+    email_project_admins(campaign.project, "campaigns/emails/stalled", context)

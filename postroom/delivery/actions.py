@@ -111,9 +111,12 @@ def send_test_email(project: Project, sender: Sender, to: str, user: User | None
 
 
 @transaction.atomic
-def queue_system_email(project: Project, contact, subject: str, text: str) -> Message:
-    """A short transactional message from the project to one of its contacts (a
-    confirmation link), through the project's default sender, ahead of campaign mail."""
+def queue_system_email(
+    project: Project, contact, subject: str, text: str, to_email: str | None = None
+) -> Message:
+    """A short transactional message from the project to one of its contacts, or to an
+    address that is no contact yet (`to_email`, contact None: a signup's confirmation
+    link), through the project's default sender, ahead of campaign mail."""
     sender = default_sender(project)
     email = Email.objects.create(
         project=project,
@@ -129,7 +132,7 @@ def queue_system_email(project: Project, contact, subject: str, text: str) -> Me
         email=email,
         sender=sender,
         contact=contact,
-        to_email=contact.email,
+        to_email=to_email or contact.email,
         priority=Message.Priority.TRANSACTIONAL,
     )
 

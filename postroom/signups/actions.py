@@ -41,8 +41,7 @@ from postroom.contacts.models import (
     Status,
 )
 from postroom.content.sandbox import RENDER_ERRORS, TemplateProblem, compile_template, render
-from postroom.delivery.actions import default_sender
-from postroom.delivery.models import Email, Message
+from postroom.delivery.actions import queue_system_email
 from postroom.lib.emails import one_line
 from postroom.lib.signing import sign, unsign
 from postroom.signups.models import DEFAULT_SUBJECT, DEFAULT_TEXT, Signup, SignupForm
@@ -233,7 +232,7 @@ def submit(form: SignupForm, submission: Submission, visitor: Visitor) -> Signup
         if too_many_for_address(form, submission.email):
             return None
         if mail is not None:
-            signup.message = queue_confirmation(form.project, signup.email, contact, *mail)
+            signup.message = queue_system_email(form.project, contact, *mail, to_email=signup.email)
         else:
             signup.confirmed_at = timezone.now()
         signup.save()
@@ -286,31 +285,6 @@ def render_confirmation(form: SignupForm, context: dict[str, Any]) -> tuple[str,
         text = f"{text.rstrip()}\n\n{context['confirm_url']}\n"
     subject = one_line(subject)[:200] or f"Please confirm your subscription to {form.project}"
     return subject, text
-
-
-def queue_confirmation(
-    project: Project, to_email: str, contact: Contact | None, subject: str, text: str
-) -> Message:
-    """The confirmation email, through the project's default sender, ahead of campaign
-    mail: delivery.actions.queue_system_email, for an address that may be no contact yet."""
-    sender = default_sender(project)
-    email = Email.objects.create(
-        project=project,
-        kind=Email.Kind.TRANSACTIONAL,
-        sender=sender,
-        from_email=sender.from_email,
-        from_name=sender.from_name,
-        subject=subject,
-        text=text,
-    )
-    return Message.objects.create(
-        project=project,
-        email=email,
-        sender=sender,
-        contact=contact,
-        to_email=to_email,
-        priority=Message.Priority.TRANSACTIONAL,
-    )
 
 
 # --- confirming ----------------------------------------------------------------------------------

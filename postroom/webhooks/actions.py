@@ -21,14 +21,13 @@ from datetime import timedelta as td
 
 import requests
 from django.conf import settings
-from django.core.mail import send_mail
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.template.loader import render_to_string
 from django.utils import timezone
 
-from postroom.accounts.models import Membership, Project, Role
+from postroom.accounts.actions import email_project_admins
+from postroom.accounts.models import Project
 from postroom.lib.emails import one_line
 from postroom.lib.ids import uuid7
 from postroom.tracking import stream
@@ -404,9 +403,6 @@ def settle_endpoint(endpoint: Endpoint, outcomes: list[bool], now) -> None:
 
 
 def alert_admins(endpoint: Endpoint, reason: str) -> None:
-    admins = Membership.objects.filter(
-        project_id=endpoint.project_id, role__in=[Role.OWNER, Role.ADMIN]
-    ).values_list("user__email", flat=True)
     project = Project.objects.get(pk=endpoint.project_id)
     context = {
         "endpoint": endpoint,
@@ -414,16 +410,8 @@ def alert_admins(endpoint: Endpoint, reason: str) -> None:
         "reason": reason,
         "url": f"{settings.SITE_URL}/p/{project.code}/webhooks/{endpoint.code}/",
     }
-    try:
-        send_mail(
-            subject=one_line(render_to_string("webhooks/emails/disabled-subject.txt", context)),
-            message=render_to_string("webhooks/emails/disabled-body-text.txt", context),
-            from_email=None,
-            recipient_list=list(admins),
-        )
-    except OSError:
-        # The endpoint page and the health page still say so.
-        log.exception("could not email that webhook endpoint %s was disabled", endpoint.code)
+    # The endpoint page and the health page still say so if the relay fails.
+    email_project_admins(project, "webhooks/emails/disabled", context)
 
 
 def prune_deliveries() -> int:
