@@ -67,9 +67,9 @@ def test_it_deletes_a_contact_after_confirming(
     open_contact(page, url, "ann@example.com")
 
     page.get_by_role("link", name="Delete…").click()
-    expect(page.get_by_role("heading", name="Delete ann@example.com?")).to_be_visible()
+    expect(page.get_by_role("heading", name="Erase ann@example.com?")).to_be_visible()
     assert Contact.objects.filter(id=ann.id).exists()  # the link only asks
-    page.get_by_role("button", name="Delete for good").click()
+    page.get_by_role("button", name="Erase for good").click()
 
     expect(page).to_have_url(url(p="contacts/"))
     expect(page.locator(".messages")).to_have_text(
