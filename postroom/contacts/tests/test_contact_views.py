@@ -28,6 +28,21 @@ class ContactListTestCase(BaseTestCase):
         r = self.client.get(self.url("contacts/"), {"q": "zzz"})
         self.assertContains(r, "No contacts match")
 
+    def test_a_search_finds_the_whole_name_in_any_case(self) -> None:
+        self.make_contact("a1@example.com", first_name="Ann", last_name="Lee")
+        self.make_contact("a2@example.com", first_name="Ann", last_name="Smith")
+        self.make_contact("e1@example.com", first_name="Élodie", last_name="Dupré")
+        self.login()
+        for q, found in (
+            ("ann lee", {"a1@example.com"}),
+            ("LEE", {"a1@example.com"}),
+            ("Ann", {"a1@example.com", "a2@example.com"}),
+            ("Élodie Dupré", {"e1@example.com"}),
+        ):
+            with self.subTest(q):
+                r = self.client.get(self.url("contacts/"), {"q": q})
+                self.assertEqual({c.email for c in r.context["page"].items}, found)
+
     def test_it_pages_with_keysets(self) -> None:
         for i in range(55):
             Contact.objects.create(project=self.project, email=f"c{i:02d}@example.com")
