@@ -447,7 +447,7 @@ ON CONFLICT (project_id, email) DO UPDATE SET
     consent_source = CASE WHEN {up} THEN 'api' ELSE {table}.consent_source END,
     consent_ip = CASE WHEN {up} THEN %s ELSE {table}.consent_ip END,
     updated_at = CASE WHEN %s THEN %s ELSE {table}.updated_at END
-RETURNING id, code
+RETURNING id, code, created_at = %s
 """
 
 
@@ -456,16 +456,19 @@ def upsert_contact_row(project: Project, email: str, upsert: Upsert) -> tuple[in
     RETURNING), for the track API's hot path: the ORM's reading, comparing and saving cost a
     request several times the work. upsert_contact stays the reference the tests hold this
     to. Returns the contact's id and code; raises ContactError naming the field."""
-    return run_contact_upsert(contact_upsert(project, email, upsert))
+    contact_id, contact_code, _ = run_contact_upsert(contact_upsert(project, email, upsert))
+    return contact_id, contact_code
 
 
-def run_contact_upsert(statement: tuple[str, list]) -> tuple[int, uuid.UUID]:
+def run_contact_upsert(statement: tuple[str, list]) -> tuple[int, uuid.UUID, bool]:
+    """The contact's id and code, and whether this statement created it (its created_at is
+    the statement's own time)."""
     with connection.cursor() as cursor:
         cursor.execute(*statement)
-        contact_id, contact_code = cursor.fetchone()
+        contact_id, contact_code, created = cursor.fetchone()
     if isinstance(contact_code, str):  # SQLite keeps UUIDs as hex
         contact_code = uuid.UUID(contact_code)
-    return contact_id, contact_code
+    return contact_id, contact_code, bool(created)
 
 
 def contact_upsert(project: Project, email: str, upsert: Upsert) -> tuple[str, list]:
@@ -521,6 +524,7 @@ def contact_upsert(project: Project, email: str, upsert: Upsert) -> tuple[str, l
         upsert.consent_ip,
         changed,
         now,
+        now,  # RETURNING's "created": a new row's created_at is this
     ]
     return sql, params
 

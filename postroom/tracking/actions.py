@@ -34,7 +34,7 @@ from postroom.lib.signing import sign, unsign
 from postroom.tracking.hits import hit_targets, write_hit
 from postroom.tracking.links import UNSUBSCRIBE
 from postroom.tracking.models import Event
-from postroom.webhooks.actions import emit
+from postroom.webhooks.actions import emit, wanting
 from postroom.webhooks.payloads import contact_data
 
 
@@ -227,7 +227,9 @@ def track(
         raise
     event_code, now = uuid7(), timezone.now()
     with transaction.atomic():
-        contact_id, contact_code = run_contact_upsert(statement)
+        contact_id, contact_code, created = run_contact_upsert(statement)
+        if created and wanting(project.id, "contact.created"):  # no query without endpoints
+            emit(project.id, "contact.created", contact_data(Contact.objects.get(pk=contact_id)))
         insert_event(project, event_code, name, contact_id, parsed.event, now)
     return Tracked(contact_code, event_code, now)
 

@@ -162,3 +162,14 @@ class ImportFinishedTestCase(ImportTestCase):
         data = delivery.payload["data"]
         self.assertEqual((data["id"], data["state"]), (str(imp.code), "done"))
         self.assertEqual(data["counts"]["created"], imp.created)
+
+
+@override_settings(WEBHOOKS_ALLOW_PRIVATE=True)
+class TrackCreatesContactsTestCase(BaseTestCase):
+    def test_a_contact_that_track_creates_is_emitted_once(self) -> None:
+        actions.create_endpoint(self.project, "http://127.0.0.1:9/hook", ["contact.created"])
+        for _ in range(2):  # the second call updates the same contact
+            r = self.api("POST", "track", {"event": "signup", "email": "ann@example.com"})
+            self.assertEqual(r.status_code, 200)
+        [delivery] = Delivery.objects.all()
+        self.assertEqual(delivery.payload["data"]["email"], "ann@example.com")
