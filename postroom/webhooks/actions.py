@@ -34,7 +34,7 @@ from postroom.tracking import stream
 from postroom.tracking.models import Event
 from postroom.webhooks.models import EMAIL_TYPES, EVENT_TYPES, TEST_TYPE, Delivery, Endpoint
 from postroom.webhooks.signing import signature_header
-from postroom.webhooks.targets import TargetRefused, check_url
+from postroom.webhooks.targets import TargetRefused, check_url, guarded_session
 
 log = logging.getLogger("postroom.webhooks")
 
@@ -338,18 +338,25 @@ def post(delivery: Delivery) -> Answer:
         "Postroom-Signature": signature_header(endpoint.secret, body),
     }
     try:
-        with requests.post(
-            endpoint.url,
-            data=body,
-            headers=headers,
-            timeout=TIMEOUT,
-            allow_redirects=False,  # a redirect could lead to where check_url refuses to go
-            stream=True,
-        ) as response:
+        with (
+            guarded_session() as session,
+            session.post(
+                endpoint.url,
+                data=body,
+                headers=headers,
+                timeout=TIMEOUT,
+                allow_redirects=False,  # a redirect could lead to where check_url refuses to go
+                stream=True,
+            ) as response,
+        ):
             start = response.raw.read(RESPONSE_KEPT * 4, decode_content=True)
             text = start.decode(response.encoding or "utf-8", errors="replace")
             return Answer(status=response.status_code, body=text[:RESPONSE_KEPT])
+    except TargetRefused as e:  # the name led elsewhere by the time it was connected to
+        return Answer(error=f"Refused: {e}"[:300])
     except requests.RequestException as e:
+        if isinstance(e.__context__, TargetRefused) or "private, loopback" in str(e):
+            return Answer(error=f"Refused: {e.__context__ or e}"[:300])
         return Answer(error=f"{type(e).__name__}: {e}"[:300])
 
 

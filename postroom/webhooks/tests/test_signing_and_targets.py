@@ -51,3 +51,19 @@ class TargetsTest(SimpleTestCase):
     @override_settings(WEBHOOKS_ALLOW_PRIVATE=True)
     def test_an_admin_can_allow_private_targets(self) -> None:
         check_url("http://127.0.0.1:9/hook")
+
+
+class GuardedConnectionTest(SimpleTestCase):
+    def test_a_connection_that_reaches_a_private_address_sends_nothing(self) -> None:
+        """As when a name resolved to a public address for the check and to loopback for the
+        connection (DNS rebinding): the socket's own peer is checked before the request."""
+        from postroom.webhooks.targets import guarded_session
+        from postroom.webhooks.tests.receiver import Receiver
+
+        with Receiver() as receiver, guarded_session() as session:
+            with self.assertRaises(Exception) as raised:
+                session.post(receiver.url, data=b"{}", timeout=3)
+            self.assertIn("private, loopback", str(raised.exception))
+            self.assertEqual(receiver.received, [])
+            with override_settings(WEBHOOKS_ALLOW_PRIVATE=True):
+                self.assertEqual(session.post(receiver.url, data=b"{}", timeout=3).status_code, 200)
