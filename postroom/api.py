@@ -28,6 +28,7 @@ from postroom.delivery.api import router as delivery_router
 from postroom.delivery.api import senders_router
 from postroom.imports.api import imports_router
 from postroom.lib.apierrors import CODES, ApiError, error_body
+from postroom.signups.api import signups_router
 from postroom.tracking.api import router as tracking_router
 from postroom.webhooks.api import webhooks_router
 
@@ -88,6 +89,7 @@ api.add_router("/v1/suppressions", suppressions_router)
 api.add_router("/v1/campaigns", campaigns_router)
 api.add_router("/v1/templates", templates_router)
 api.add_router("/v1/webhooks", webhooks_router)
+api.add_router("/v1/signup-forms", signups_router)
 api.add_router("/v1/automations", automations_router)
 api.add_router("/v1/", tracking_router)
 api.add_router("/v1/", delivery_router)
