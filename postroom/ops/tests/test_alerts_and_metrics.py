@@ -94,6 +94,12 @@ class HealthChecksTestCase(BaseTestCase):
 
 
 class MetricsTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        from postroom.ops import metrics
+
+        metrics._settled["at"] = float("-inf")  # each test counts afresh
+
     def test_it_gives_the_ledger_senders_events_and_workers_in_prometheus_format(self) -> None:
         self.make_contact("ann@example.com")
         self.start_campaign()
@@ -103,6 +109,7 @@ class MetricsTestCase(BaseTestCase):
         self.assertEqual(r["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
         text = r.content.decode()
         self.assertIn('postroom_messages{state="queued"} 1', text)
+        self.assertIn('postroom_messages{state="sent"} 0', text)
         self.assertIn("# TYPE postroom_events_total counter", text)
         self.assertRegex(
             text,
