@@ -11,11 +11,11 @@ waits or the automation ends, each run in a transaction of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta as td
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from postroom.automations import steps
@@ -161,6 +161,100 @@ def _shift(automation: Automation, start: int, by: int) -> None:
     order = "-position" if by > 0 else "position"
     for step in Step.objects.filter(automation=automation, position__gte=start).order_by(order):
         Step.objects.filter(pk=step.pk).update(position=step.position + by)
+
+
+# --- step edits that keep numbers meaning the same step -----------------------------------------
+# A condition's "else" names a step by its number, and a waiting run's `position` is the number
+# of steps behind it: inserting or deleting a step before them would point both at another
+# step. insert_step and remove_step move them along with the steps (add_step and delete_step
+# alone do not); swap_step refuses a move that would make a condition jump backwards, which
+# clean_config refuses for a condition saved that way. The editor and the API use these.
+
+
+@transaction.atomic
+def insert_step(automation: Automation, kind: str, config: dict, after: int | None) -> Step:
+    """A step after step number `after` (0: first; None: at the end)."""
+    _lock(automation)
+    count = automation.steps.count()
+    at = count if after is None else after
+    if not 0 <= at <= count:
+        raise AutomationError("after", f"a step number from 0 to {count}.")
+    step = add_step(automation, kind, config, at)
+    # Old steps at `at` and after moved down one: so do jumps to them and runs before them. A
+    # jump past the last step names one still to be added (a branch written first): it stays.
+    _renumber_jumps(automation, lambda n: n + 1 if at + 1 <= n <= count else n, skip=step)
+    automation.runs.filter(state=Run.State.WAITING, position__gt=at).update(
+        position=F("position") + 1
+    )
+    return step
+
+
+@transaction.atomic
+def remove_step(step: Step) -> None:
+    automation, position = step.automation, step.position
+    _lock(automation)
+    count = automation.steps.count()
+    delete_step(step)
+    # A jump to the deleted step now goes to the one that followed it (the same number).
+    _renumber_jumps(automation, lambda n: n - 1 if position + 1 < n <= count else n)
+    automation.runs.filter(state=Run.State.WAITING, position__gt=position).update(
+        position=F("position") - 1
+    )
+
+
+@transaction.atomic
+def swap_step(step: Step, by: int) -> None:
+    """Move the step up (-1) or down (+1). Waiting runs keep their place: what they run next is
+    the step at that place now."""
+    automation = step.automation
+    _lock(automation)
+    here, there = step.position + 1, step.position + 1 + by
+    count = automation.steps.count()
+    if not 1 <= there <= count:
+        raise AutomationError("direction", f"step {here} is already the {_end(by)} one.")
+
+    def swapped(n: int) -> int:
+        return there if n == here else here if n == there else n
+
+    jumps = [
+        (s.position + 1, int(s.config["else"]))
+        for s in automation.steps.filter(kind=Step.Kind.CONDITION)
+        if s.config.get("else") not in (None, "exit")
+    ]
+    for number, target in jumps:
+        # Swapping neighbours turns a forward jump back only when it is the jump between them.
+        if number < target and {number, target} == {here, there}:
+            raise AutomationError(
+                "direction",
+                f"then step {swapped(number)}'s condition would jump back to step "
+                f"{swapped(target)}: make it go to a later step or exit first.",
+            )
+    move_step(step, by)
+    _renumber_jumps(automation, swapped)
+
+
+def _end(by: int) -> str:
+    return "first" if by < 0 else "last"
+
+
+def _lock(automation: Automation) -> None:
+    """Two edits of one automation's steps at once would number them from the same count:
+    the second waits for the first (PostgreSQL; SQLite writes one at a time anyway)."""
+    Automation.objects.select_for_update().filter(pk=automation.pk).first()
+
+
+def _renumber_jumps(
+    automation: Automation, renumber: Callable[[int], int], skip: Step | None = None
+) -> None:
+    conditions = automation.steps.filter(kind=Step.Kind.CONDITION)
+    if skip is not None:
+        conditions = conditions.exclude(pk=skip.pk)
+    for condition in conditions:
+        otherwise = condition.config.get("else")
+        if otherwise in (None, "exit") or renumber(int(otherwise)) == int(otherwise):
+            continue
+        config = {**condition.config, "else": renumber(int(otherwise))}
+        Step.objects.filter(pk=condition.pk).update(config=config)
 
 
 def step_counts(automation: Automation) -> dict[int, int]:

@@ -213,7 +213,7 @@ def delete_automation(request: HttpRequest, automation_id: str) -> dict:
 def add_automation_step(request: HttpRequest, automation_id: str, body: StepIn) -> Reply:
     automation = _get_automation(request, automation_id)
     try:
-        step = editing.insert_step(automation, body.kind, body.config, body.after)
+        step = actions.insert_step(automation, body.kind, body.config, body.after)
     except AutomationError as e:
         raise _problem(e) from None
     return Reply(201, step_out(step, {}))
@@ -236,7 +236,7 @@ def update_automation_step(
 @automations_router.delete("/{automation_id}/steps/{number}", response=AutomationOut)
 def delete_automation_step(request: HttpRequest, automation_id: str, number: int) -> dict:
     automation = _get_automation(request, automation_id)
-    editing.remove_step(_get_step(automation, number))
+    actions.remove_step(_get_step(automation, number))
     return automation_out(automation)
 
 
@@ -247,7 +247,7 @@ def move_automation_step(
     automation = _get_automation(request, automation_id)
     step = _get_step(automation, number)
     try:
-        editing.swap_step(step, -1 if body.direction == "up" else 1)
+        actions.swap_step(step, -1 if body.direction == "up" else 1)
     except AutomationError as e:
         raise ApiError(409, e.message, e.field) from None
     return automation_out(automation)

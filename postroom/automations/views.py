@@ -214,7 +214,7 @@ def automation_step_add(request: HttpRequest, code) -> HttpResponse:
         raise Http404("No such kind of step.")
     config = editing.config_from_form(kind, request.POST)
     try:
-        step = editing.insert_step(automation, kind, config, _after(request))
+        step = actions.insert_step(automation, kind, config, _after(request))
     except AutomationError as e:
         values = {name: request.POST.get(name, "") for name in request.POST}
         add = {"kind": kind, "values": values, "after": request.POST.get("after", "")}
@@ -255,11 +255,11 @@ def automation_step_action(request: HttpRequest, code, number: int, action: str)
     step = _get_step(automation, number)
     try:
         if action in ("up", "down"):
-            editing.swap_step(step, -1 if action == "up" else 1)
+            actions.swap_step(step, -1 if action == "up" else 1)
             messages.success(request, f"Step {number} moved {action}.")
             return _back(request, automation, f"step-{number + (-1 if action == 'up' else 1)}")
         if action == "delete":
-            editing.remove_step(step)
+            actions.remove_step(step)
             messages.success(request, f"Step {number} deleted.")
             return _back(request, automation, "steps")
     except AutomationError as e:
