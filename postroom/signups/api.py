@@ -36,21 +36,7 @@ from postroom.signups.views import embed_snippet, hosted_url
 
 signups_router = Router(tags=["signup forms"], auth=secret_key_auth)
 
-SETTINGS = [
-    "name",
-    "title",
-    "intro",
-    "button_label",
-    "double_opt_in",
-    "confirm_subject",
-    "confirm_text",
-    "success_message",
-    "success_url",
-    "confirmed_message",
-    "confirmed_url",
-    "event_name",
-    "active",
-]
+SETTINGS = SignupFormForm.Meta.fields  # the settings the dashboard edits, by name
 # The dashboard form's names for what the API calls fields, required and tags.
 FORM_NAMES = {"asked": "fields", "required_fields": "required", "tags_text": "tags"}
 
