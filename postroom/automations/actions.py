@@ -290,7 +290,7 @@ def start_runs(automation: Automation, contact_ids: Iterable[int], trigger: dict
 
 def read_events(settle: float = stream.SETTLE_SECONDS) -> bool:
     """Worker step: start runs for, and cancel runs on, the next batch of new events."""
-    return stream.read_events(READER, handle_events, READ_BATCH_IDS, settle)
+    return stream.read_events(READER, handle_events, READ_BATCH_IDS, settle, from_now=True)
 
 
 def handle_events(after_id: int, upto_id: int) -> None:

@@ -31,12 +31,17 @@ def read_events(
     handle: Callable[[int, int], None],
     batch_ids: int,
     settle: float = SETTLE_SECONDS,
+    from_now: bool = False,
 ) -> bool:
     """One step of the reader `name`: `handle(after_id, upto_id)` the next range of at most
     `batch_ids` ids that are safe to read, and move its cursor past it. True if it handled a
-    range (more may wait); False when there is nothing new or another worker holds the reader."""
+    range (more may wait); False when there is nothing new or another worker holds the reader.
+    A reader whose cursor is missing starts from the first event, or `from_now` from the
+    newest (webhooks and automations act on what happens, not on history)."""
     with transaction.atomic():
-        EventCursor.objects.get_or_create(name=name)  # migrations make them; a flush may not
+        if not EventCursor.objects.filter(name=name).exists():  # migrations make them
+            start = largest_event_id() if from_now else 0
+            EventCursor.objects.get_or_create(name=name, defaults={"through_id": start})
         cursor = EventCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
         if cursor is None:  # another worker is at it (PostgreSQL)
             return False

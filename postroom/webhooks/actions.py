@@ -212,7 +212,7 @@ def redeliver(delivery: Delivery) -> Delivery:
 
 def read_email_events(settle: float = stream.SETTLE_SECONDS) -> bool:
     """Worker step: queue the next batch of new email events for the endpoints that want them."""
-    return stream.read_events(READER, queue_email_events, READ_BATCH_IDS, settle)
+    return stream.read_events(READER, queue_email_events, READ_BATCH_IDS, settle, from_now=True)
 
 
 def queue_email_events(after_id: int, upto_id: int) -> None:
