@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections, connection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postroom.settings")
 django_application = get_wsgi_application()
@@ -23,6 +24,12 @@ def application(environ: dict, start_response):
     token = pixel_token(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
     if token is None:
         return django_application(environ, start_response)
-    status, headers, body = answer_pixel(token, environ.get("HTTP_USER_AGENT", ""))
+    try:
+        status, headers, body = answer_pixel(token, environ.get("HTTP_USER_AGENT", ""))
+    finally:
+        # What Django does when a request ends: a connection this thread used (hits written
+        # in the request, POSTROOM_HIT_BATCHES=false) is closed if broken or too old.
+        if not connection.in_atomic_block:
+            close_old_connections()
     start_response(status, headers)
     return [body]
