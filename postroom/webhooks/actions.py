@@ -3,7 +3,7 @@
 What happens is queued in the transaction that made it happen (`emit`: an outbox, so a change
 rolled back sends nothing), or, for email events, by the worker reading new events in id order
 (tracking.stream), so the hot paths that record opens and sends pay nothing for webhooks. The
-worker posts due deliveries a batch at a time, several at once, each signed (webhooks.signing).
+worker posts due deliveries a batch at a time, all at once, each signed (webhooks.signing).
 A failure is retried with exponential backoff for up to a day; the endpoint backs off too, so
 a dead endpoint gets one attempt per backoff step, not one per waiting delivery. An endpoint
 that has failed for a day is disabled and its project's owners and admins are emailed.
@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta as td
@@ -40,8 +41,9 @@ log = logging.getLogger("postroom.webhooks")
 
 READER = "webhooks"  # its EventCursor (tracking.stream)
 READ_BATCH_IDS = 5000
-BATCH = 20  # deliveries claimed a step
-PARALLEL = 8  # posted at once: a slow endpoint must not hold the worker for long
+BATCH = 20  # deliveries claimed a step, all posted at once: a step lasts one timeout at most,
+# however many endpoints hang (the worker's other steps, sending mail first, wait meanwhile)
+PER_ENDPOINT = 4  # of one endpoint a step: a dead one costs a few attempts, then backs off
 TIMEOUT = (3.0, 5.0)  # seconds to connect, and to wait for the answer
 RESPONSE_KEPT = 500  # characters of the answer kept in the log
 BACKOFF_FIRST = td(seconds=30)
@@ -293,7 +295,7 @@ def handle_one_webhook_batch() -> bool:
     token, batch = claim_deliveries(BATCH)
     if not batch:
         return False
-    with ThreadPoolExecutor(min(PARALLEL, len(batch))) as pool:
+    with ThreadPoolExecutor(len(batch)) as pool:
         answers = list(pool.map(post, batch))
     settle(token, batch, answers)
     return True
@@ -312,7 +314,13 @@ def claim_deliveries(limit: int) -> tuple[uuid.UUID, list[Delivery]]:
         )
         if connection.vendor == "postgresql":
             due = due.select_for_update(skip_locked=True, of=("self",))
-        ids = list(due.values_list("id", flat=True)[:limit])
+        ids, per_endpoint = [], Counter()
+        for delivery_id, endpoint_id in due.values_list("id", "endpoint_id")[: limit * 4]:
+            if per_endpoint[endpoint_id] < PER_ENDPOINT:
+                ids.append(delivery_id)
+                per_endpoint[endpoint_id] += 1
+            if len(ids) == limit:
+                break
         if not ids:
             return token, []
         Delivery.objects.filter(id__in=ids, state=Delivery.State.PENDING).update(

@@ -98,6 +98,15 @@ class DeliveriesTestCase(BaseTestCase):
         endpoint.refresh_from_db()
         self.assertEqual((endpoint.consecutive_failures, endpoint.failing_since), (0, None))
 
+    def test_a_step_takes_a_few_deliveries_of_one_endpoint_and_more_of_others(self) -> None:
+        slow = self.endpoint("http://127.0.0.1:9/slow")
+        other = self.endpoint("http://127.0.0.1:9/other")
+        for i in range(6):
+            create_contact(self.project, f"c{i}@example.com")  # 6 deliveries for each
+        _, batch = actions.claim_deliveries(actions.BATCH)
+        per_endpoint = {e.id: sum(d.endpoint_id == e.id for d in batch) for e in (slow, other)}
+        self.assertEqual(per_endpoint, {slow.id: 4, other.id: 4})
+
     def test_a_day_of_failures_gives_up_and_disables_the_endpoint_with_an_alert(self) -> None:
         endpoint = self.endpoint("http://127.0.0.1:9/nobody-listens")
         create_contact(self.project, "ann@example.com")
