@@ -573,19 +573,57 @@ def operations(project_id: int) -> tuple[dict[str, Callable[[], Any]], dict[str,
     return ops, facts
 
 
-def explain(name: str, fn: Callable[[], Any]) -> None:
+def explain(name: str, fn: Callable[[], Any], only: Callable[[str], bool] = bool) -> None:
+    """The plan of each query of `fn` that `only` keeps (EXPLAIN ANALYZE on PostgreSQL)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as captured:
         fn()
+    pg = connection.vendor == "postgresql"
     for q in captured.captured_queries:
         sql = q["sql"]
+        if not only(sql):
+            continue
         with connection.cursor() as cur:
-            pg = connection.vendor == "postgresql"
             cur.execute(("EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN ") + sql)
             plan = "\n    ".join(" ".join(str(c) for c in row) for row in cur.fetchall())
-        print(f"  [{name}] {sql[:300]}\n    {plan}")
+        print(f"  [{name}] {q['time']} s: {sql[:400]}\n    {plan}", flush=True)
+
+
+def time_operations(
+    ops: dict[str, Callable[[], Any]],
+    args: argparse.Namespace,
+    target: float,
+    only: Callable[[str], bool] = bool,
+    width: int = 25,
+) -> dict[str, Any]:
+    """Each operation timed (median and best of args.runs after a warm-up) and printed against
+    `target`; a result starting with ERROR is a miss whatever its time."""
+    medians: dict[str, float] = {}
+    bests: dict[str, float] = {}
+    results: dict[str, Any] = {}
+    for name, fn in ops.items():
+        if args.explain:
+            explain(name, fn, only)
+        median, best, result = measure(fn, args.runs)
+        medians[name], bests[name], results[name] = round(median, 1), round(best, 1), result
+        failed = str(result).startswith("ERROR")
+        flag = "ok" if median < target and not failed else "MISS"
+        print(
+            f"{name:{width}} median {median:8.1f} ms  best {best:8.1f} ms  "
+            f"result {result!s:30} {flag} (< {target} ms)",
+            flush=True,
+        )
+    return {
+        "median_ms": medians,
+        "best_ms": bests,
+        "results": results,
+        "target_ms": target,
+        "missed": [
+            n for n, v in medians.items() if v >= target or str(results[n]).startswith("ERROR")
+        ],
+    }
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -637,24 +675,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ops, facts = operations(project_id)
         figures["facts"] = facts
         print("facts:", json.dumps(facts))
-        target = TARGET_MS[engine]
-        medians: dict[str, float] = {}
-        bests: dict[str, float] = {}
-        results: dict[str, Any] = {}
-        for name, fn in ops.items():
-            if args.explain:
-                explain(name, fn)
-            median, best, result = measure(fn, args.runs)
-            medians[name], bests[name], results[name] = round(median, 1), round(best, 1), result
-            flag = "ok" if median < target else "MISS"
-            print(
-                f"{name:25} median {median:8.1f} ms  best {best:8.1f} ms  "
-                f"result {result!s:42} {flag} (< {target} ms)",
-                flush=True,
-            )
-        figures["median_ms"], figures["best_ms"], figures["results"] = medians, bests, results
-        figures["target_ms"] = target
-        figures["missed"] = [n for n, v in medians.items() if v >= target]
+        figures.update(time_operations(ops, args, TARGET_MS[engine]))
     finally:
         if created:
             drop_indexes(created)

@@ -85,7 +85,7 @@ from api import (  # noqa: E402
     wait_idle,
     wrk_figures,
 )
-from contacts import analyze, drop_indexes, measure, ms, setup_django  # noqa: E402
+from contacts import analyze, drop_indexes, ms, setup_django, time_operations  # noqa: E402
 from contacts import seed as seed_contacts  # noqa: E402
 from send import database_cpu, free_port, stop  # noqa: E402
 
@@ -583,24 +583,6 @@ def pages(project_id: int, secret: str, deep: int) -> tuple[dict[str, Callable],
     return ops, facts
 
 
-def explain(name: str, fn: Callable[[], Any]) -> None:
-    """The plan of each query of `fn` that reads events (EXPLAIN ANALYZE on PostgreSQL)."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    with CaptureQueriesContext(connection) as captured:
-        fn()
-    pg = connection.vendor == "postgresql"
-    for q in captured.captured_queries:
-        sql = q["sql"]
-        if not sql.lstrip().upper().startswith("SELECT") or "tracking_event" not in sql:
-            continue
-        with connection.cursor() as cur:
-            cur.execute(("EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN ") + sql)
-            plan = "\n    ".join(" ".join(str(c) for c in row) for row in cur.fetchall())
-        print(f"  [{name}] {q['time']} s: {sql[:400]}\n    {plan}", flush=True)
-
-
 # --- the open pixel under load -------------------------------------------------------------
 
 # The setup() and the counting hooks of bench/api.py's script (its WRK_JSON line), with a
@@ -738,31 +720,12 @@ def main() -> None:
 def time_pages(args: argparse.Namespace, project_id: int, secret: str, engine: str) -> dict:
     ops, facts = pages(project_id, secret, args.deep)
     print("facts:", json.dumps(facts), flush=True)
-    target = TARGET_MS[engine]
-    medians: dict[str, float] = {}
-    bests: dict[str, float] = {}
-    results: dict[str, Any] = {}
-    for name, fn in ops.items():
-        if args.explain:
-            explain(name, fn)
-        median, best, result = measure(fn, args.runs)
-        medians[name], bests[name], results[name] = round(median, 1), round(best, 1), result
-        flag = "ok" if median < target and not str(result).startswith("ERROR") else "MISS"
-        print(
-            f"{name:20} median {median:8.1f} ms  best {best:8.1f} ms  "
-            f"result {result!s:30} {flag} (< {target} ms)",
-            flush=True,
-        )
-    return {
-        "facts": facts,
-        "median_ms": medians,
-        "best_ms": bests,
-        "results": results,
-        "target_ms": target,
-        "missed": [
-            n for n, v in medians.items() if v >= target or str(results[n]).startswith("ERROR")
-        ],
-    }
+    return {"facts": facts, **time_operations(ops, args, TARGET_MS[engine], reads_events, 20)}
+
+
+def reads_events(sql: str) -> bool:
+    """The queries worth a plan here: those that read events."""
+    return sql.lstrip().upper().startswith("SELECT") and "tracking_event" in sql
 
 
 def count_events() -> dict[str, Any]:
