@@ -257,12 +257,6 @@ def _renumber_jumps(
         Step.objects.filter(pk=condition.pk).update(config=config)
 
 
-def step_counts(automation: Automation) -> dict[int, int]:
-    """How many runs wait at each step (by position)."""
-    waiting = automation.runs.filter(state=Run.State.WAITING)
-    return dict(waiting.values_list("position").annotate(n=Count("id")))
-
-
 def run_counts(automation: Automation) -> dict[str, int]:
     return dict(automation.runs.values_list("state").annotate(n=Count("id")))
 

@@ -39,7 +39,7 @@ from postroom.delivery.transports.base import (
     Transport,
 )
 from postroom.lib.emails import InvalidEmail, hash_email
-from postroom.lib.ids import uuid7
+from postroom.tracking.hits import insert_email_events
 from postroom.tracking.links import bounce_address
 from postroom.tracking.models import Event
 
@@ -333,46 +333,26 @@ def record_email_events(batch: list[Message], written: dict[int, str], now) -> N
     """A "sent" or "failed" event for each message this batch settled, in one INSERT: the
     events page and reports read events, the ledger stays the queue."""
     by_id = {m.id: m for m in batch}
-    events = [
-        (by_id[mid], EVENT_KINDS[state]) for mid, state in written.items() if state in EVENT_KINDS
-    ]
-    if not events:
-        return
-    table = Event._meta.db_table
-    postgres = connection.vendor == "postgresql"
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    columns = "project_id, code, kind, contact_id, message_id, email_id, created_at"
     rows = []
-    for message, kind in events:
-        code = uuid7()
-        rows.append(
-            (
-                message.project_id,
-                code if postgres else code.hex,
-                kind,
-                message.contact_id,
-                message.id,
-                message.email_id,
+    for message_id, state in written.items():
+        if state in EVENT_KINDS:
+            m = by_id[message_id]
+            rows.append(
+                (
+                    m.project_id,
+                    EVENT_KINDS[state],
+                    m.contact_id,
+                    m.id,
+                    m.email_id,
+                    "",
+                    "",
+                    False,
+                    now,
+                )
             )
-        )
-    with connection.cursor() as cursor:
-        if postgres:
-            # A few array parameters, not seven per row (see write_results).
-            arrays = [list(column) for column in zip(*rows, strict=True)]
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}, name, url, user_agent, data) "  # noqa: S608
-                "SELECT p, c, k, ct, m, e, %s, '', '', '', '{}' FROM unnest(%s::bigint[], "
-                "%s::uuid[], %s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-                "AS v (p, c, k, ct, m, e)",
-                [stamp, *arrays],
-            )
-        else:
-            one = "(%s, %s, %s, %s, %s, %s, %s, '', '', '', '{}')"
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}, name, url, user_agent, data) VALUES "  # noqa: S608
-                + ", ".join([one] * len(rows)),
-                [value for row in rows for value in (*row, stamp)],
-            )
+    if rows:
+        with connection.cursor() as cursor:
+            insert_email_events(cursor, rows)
 
 
 RESULT_COLUMNS = (

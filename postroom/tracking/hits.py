@@ -113,22 +113,44 @@ def write_hits(hits: list[Hit]) -> None:
 
 
 def insert_hit_events(cursor, events: list[tuple[Hit, bool, dt.datetime]]) -> None:
-    postgres = connection.vendor == "postgresql"
-    adapt = connection.ops.adapt_datetimefield_value
-    rows = []
-    for hit, machine, at in events:
-        code = uuid7()
-        target = hit.target
-        rows.append(
+    insert_email_events(
+        cursor,
+        [
             (
-                target.project_id,
-                code if postgres else code.hex,
+                hit.target.project_id,
                 hit.kind,
-                target.contact_id,
-                target.message_id,
-                target.email_id,
+                hit.target.contact_id,
+                hit.target.message_id,
+                hit.target.email_id,
                 hit.url[:2000],
                 hit.agent[:300],
+                machine,
+                at,
+            )
+            for hit, machine, at in events
+        ],
+    )
+
+
+def insert_email_events(cursor, rows: list[tuple]) -> None:
+    """Email events in one statement, without the ORM (the send loop's "sent" and "failed",
+    the hits): each row (project_id, kind, contact_id, message_id, email_id, url, user_agent,
+    machine, created_at). PostgreSQL takes one array a column, not ten parameters a row."""
+    postgres = connection.vendor == "postgresql"
+    adapt = connection.ops.adapt_datetimefield_value
+    values = []
+    for project_id, kind, contact_id, message_id, email_id, url, agent, machine, at in rows:
+        code = uuid7()
+        values.append(
+            (
+                project_id,
+                code if postgres else code.hex,
+                kind,
+                contact_id,
+                message_id,
+                email_id,
+                url,
+                agent,
                 machine,
                 adapt(at),
             )
@@ -138,20 +160,20 @@ def insert_hit_events(cursor, events: list[tuple[Hit, bool, dt.datetime]]) -> No
         "project_id, code, kind, contact_id, message_id, email_id, url, user_agent, machine, "
         "created_at"
     )
-    if postgres:  # one array a column, not ten parameters a row
+    if postgres:
         cursor.execute(
             f"INSERT INTO {table} ({columns}, name, data) "  # noqa: S608
             "SELECT *, '', '{}' FROM unnest(%s::bigint[], %s::uuid[], %s::varchar[], "
             "%s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], "
             "%s::boolean[], %s::timestamptz[])",
-            [list(column) for column in zip(*rows, strict=True)],
+            [list(column) for column in zip(*values, strict=True)],
         )
     else:
         one = "(" + ", ".join(["%s"] * 10) + ", '', '{}')"
         cursor.execute(
             f"INSERT INTO {table} ({columns}, name, data) VALUES "  # noqa: S608
-            + ", ".join([one] * len(rows)),
-            [value for row in rows for value in row],
+            + ", ".join([one] * len(values)),
+            [value for row in values for value in row],
         )
 
 

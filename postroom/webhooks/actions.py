@@ -33,7 +33,14 @@ from postroom.lib.emails import one_line
 from postroom.lib.ids import uuid7
 from postroom.tracking import stream
 from postroom.tracking.models import Event
-from postroom.webhooks.models import EMAIL_TYPES, EVENT_TYPES, TEST_TYPE, Delivery, Endpoint
+from postroom.webhooks.models import (
+    EMAIL_TYPES,
+    EVENT_TYPES,
+    TEST_TYPE,
+    Delivery,
+    Endpoint,
+    new_secret,
+)
 from postroom.webhooks.signing import signature_header
 from postroom.webhooks.targets import TargetRefused, check_url, guarded_session
 
@@ -100,8 +107,6 @@ def update_endpoint(
 
 
 def rotate_secret(endpoint: Endpoint) -> None:
-    from postroom.webhooks.models import new_secret
-
     endpoint.secret = new_secret()
     endpoint.save(update_fields=["secret"])
 

@@ -56,9 +56,6 @@ class Endpoint(models.Model):
     def __str__(self) -> str:
         return self.url
 
-    def wants(self, event_type: str) -> bool:
-        return self.enabled and (event_type in self.event_types or event_type == TEST_TYPE)
-
 
 class Delivery(models.Model):
     class State(models.TextChoices):
