@@ -308,15 +308,10 @@ def send(run: Run, step: Step, contact: Contact) -> Next:
 
 
 def tag(run: Run, step: Step, contact: Contact) -> Next:
-    from postroom.contacts.actions import get_or_create_tags
+    from postroom.contacts.actions import add_tags
 
     if step.kind == Step.Kind.ADD_TAG:
-        from postroom.automations.actions import tags_added
-
-        [found] = get_or_create_tags(contact.project, [step.config["tag"]])
-        _, created = ContactTag.objects.get_or_create(contact=contact, tag=found)
-        if created:  # a tag it already had is not "added": no loop of tag triggers
-            tags_added(contact.project_id, [contact.id], [found.name])
+        add_tags(contact, [step.config["tag"]])
     else:
         ContactTag.objects.filter(contact=contact, tag__name=step.config["tag"]).delete()
     return Next(step.position + 1)

@@ -603,6 +603,28 @@ def get_or_create_tags(project: Project, names: list[str]) -> list[Tag]:
     return [existing[n] for n in names]
 
 
+def add_tags(contact: Contact, names: Iterable[str]) -> set[str]:
+    """The tags on the contact beside those it has; the automations triggered by the ones it
+    did not have start (a tag it already had is not "added": no loop of tag triggers).
+    Returns the names added."""
+    from postroom.automations.actions import tags_added
+
+    names = list(dict.fromkeys(names))
+    if not names:
+        return set()
+    tags = get_or_create_tags(contact.project, names)
+    had = set(
+        ContactTag.objects.filter(contact=contact, tag__in=tags).values_list("tag_id", flat=True)
+    )
+    new = [t for t in tags if t.id not in had]
+    ContactTag.objects.bulk_create(
+        [ContactTag(contact=contact, tag=t) for t in new], ignore_conflicts=True
+    )
+    added = {t.name for t in new}
+    tags_added(contact.project_id, [contact.id], added)
+    return added
+
+
 def set_tags(contact: Contact, names: list[str]) -> None:
     from postroom.automations.actions import tags_added
 

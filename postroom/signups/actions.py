@@ -24,18 +24,17 @@ from postroom.contacts.actions import (
     ContactChanges,
     ContactError,
     DuplicateContact,
+    add_tags,
     clean_data,
     clean_email,
     create_contact,
     field_definitions,
-    get_or_create_tags,
     update_contact,
 )
 from postroom.contacts.actions import subscribe as subscribe_contact
 from postroom.contacts.models import (
     ConsentSource,
     Contact,
-    ContactTag,
     FieldDefinition,
     FieldType,
     Status,
@@ -382,16 +381,6 @@ def update_from_signup(
         **names, data={k: v for k, v in data.items() if by_owner or k not in contact.data}
     )
     update_contact(contact, changes)  # saves the consent too
-
-
-def add_tags(contact: Contact, names: list[str]) -> None:
-    """The form's tags on the contact, beside the ones it has."""
-    if not names:
-        return
-    tags = get_or_create_tags(contact.project, names)
-    ContactTag.objects.bulk_create(
-        [ContactTag(contact=contact, tag=tag) for tag in tags], ignore_conflicts=True
-    )
 
 
 def record_event(signup: Signup, contact: Contact, by_owner: bool) -> Event:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from postroom.automations import actions
 from postroom.automations.models import Automation, Run, Step
-from postroom.contacts.actions import set_tags
+from postroom.contacts.actions import add_tags, set_tags
 from postroom.contacts.models import Contact, ContactTag, Segment
 from postroom.delivery.models import MailboxMessage, Message
 from postroom.test import BaseTestCase, drain
@@ -166,6 +166,15 @@ class RunsTestCase(BaseTestCase):
         run_due()
         contact.refresh_from_db()
         self.assertEqual(contact.first_name, "VIP")
+
+    def test_tags_a_signup_or_a_step_adds_start_the_tag_automations_too(self) -> None:
+        automation = self.automation(
+            [("exit", {})], trigger="tag", trigger_tag="vip", repeat="every"
+        )
+        contact = self.make_contact("ann@example.com")
+        self.assertEqual(add_tags(contact, ["vip", "news"]), {"vip", "news"})
+        self.assertEqual(add_tags(contact, ["vip"]), set())  # had it: not added again
+        self.assertEqual(Run.objects.filter(automation=automation).count(), 1)
 
     def test_entering_a_segment_starts_a_run_and_who_was_in_it_does_not(self) -> None:
         self.make_contact("pro.old@example.com")
