@@ -84,7 +84,6 @@ class GuardedAdapter(HTTPAdapter):
                 "SPool", (HTTPSConnectionPool,), {"ConnectionCls": GuardedHTTPSConnection}
             ),
         }
-        self.poolmanager.key_fn_by_scheme = self.poolmanager.key_fn_by_scheme.copy()
 
 
 def guarded_session() -> requests.Session:
