@@ -6,7 +6,7 @@ whose objects every test of tenancy tries to reach from alice's side (and the re
 
 from __future__ import annotations
 
-from django.test import TestCase
+from django.test import TestCase, TransactionTestCase
 
 from postroom.accounts.actions import create_project
 from postroom.accounts.models import Membership, Project, Role, User
@@ -26,7 +26,10 @@ def drain() -> int:
     return steps
 
 
-class BaseTestCase(TestCase):
+class ProjectFixture:
+    """The personas and their projects, made in setUp; mixed into a TestCase (BaseTestCase)
+    or, for code that opens connections of its own, a TransactionTestCase."""
+
     alice: User
     bob: User
     charlie: User
@@ -96,3 +99,11 @@ class BaseTestCase(TestCase):
         if field is not None:
             self.assertIn(field, [e["field"] for e in body["errors"]], body)
         return body
+
+
+class BaseTestCase(ProjectFixture, TestCase):
+    pass
+
+
+class BaseTransactionTestCase(ProjectFixture, TransactionTestCase):
+    pass

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import zipfile
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import IO, Any
 
 import psycopg
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -350,31 +351,41 @@ class ImportSession:
     seen: set[int] = field(default_factory=set)
     tag_ids: dict[str, int] = field(default_factory=dict)
     lease_until: Any = None
-    # Records handed out in chunks so far: equals Import.records_done between chunks.
+    # Records handed out in chunks so far: equals Import.records_done between steps.
     checkpoint: int = 0
-    # The next chunk, read in a thread while this one is written: parsing is Python and
+    # The next chunks, read in a thread while these are written: parsing is Python and
     # holds the GIL, the database driver waits without it, so the two overlap (measured:
     # see bench/RESULTS.md, "Contact import").
-    ahead: Future | None = None
+    ahead: deque[Future] = field(default_factory=deque)
     # Builds new contacts' column values while reading, when the mode creates contacts.
     values: ContactValues | None = None
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+    # A thread with a database connection of its own that writes every second chunk of a
+    # step (PostgreSQL, see PARALLEL_WRITES); None writes one chunk a step.
+    writer: ThreadPoolExecutor | None = None
+
+    def chunks_per_step(self) -> int:
+        return 2 if self.writer is not None else 1
 
     def next_chunk(self, imp: Import) -> Chunk:
-        if self.ahead is not None:
-            chunk, self.ahead = self.ahead.result(), None
-        else:
-            chunk = read_chunk(imp, self)
+        chunk = self.ahead.popleft().result() if self.ahead else read_chunk(imp, self)
         self.checkpoint += chunk.consumed
-        if not chunk.finished and READ_AHEAD.get(connection.vendor, False):
-            self.ahead = self.pool.submit(read_chunk, imp, self)
+        if READ_AHEAD.get(connection.vendor, False) and not chunk.finished:
+            # Reads run in order on the one reading thread; one past the end is empty.
+            while len(self.ahead) < self.chunks_per_step():
+                self.ahead.append(self.pool.submit(read_chunk, imp, self))
         return chunk
 
     def close(self) -> None:
-        if self.ahead is not None:
+        for read in self.ahead:
             with contextlib.suppress(Exception):
-                self.ahead.result()  # let the reading thread finish before closing its file
+                read.result()  # let the reading thread finish before closing its file
         self.pool.shutdown()
+        if self.writer is not None:
+            # Its connection belongs to its thread: close it there.
+            with contextlib.suppress(Exception):
+                self.writer.submit(connections.close_all).result()
+            self.writer.shutdown()
         self.reader.close()
 
 
@@ -383,6 +394,18 @@ class ImportSession:
 # module's executemany releases and retakes the GIL for every row, and a reading thread then
 # slows each retake (100,000 rows: 4.6 -> 6.3 s).
 READ_AHEAD = {"postgresql": True, "sqlite": False}
+
+# Whether a step writes two chunks at once, each in its own transaction on its own
+# connection. A PostgreSQL backend inserts on one core, and an import is bound by it (the
+# trigram indexes): two connections inserting 5,000-row chunks took 36,000-38,000 rows/s
+# where one took 25,000-27,000. SQLite has one write lock, so one writer.
+PARALLEL_WRITES = {"postgresql": True, "sqlite": False}
+
+
+def writes_in_parallel() -> bool:
+    """Two writers need their own transactions: not inside a caller's (tests' TestCase)."""
+    return PARALLEL_WRITES.get(connection.vendor, False) and not connection.in_atomic_block
+
 
 sessions: dict[int, ImportSession] = {}
 
@@ -486,6 +509,8 @@ def open_session(imp: Import) -> ImportSession:
     session = ImportSession(
         reader=reader, parser=parser, lease_until=imp.lease_until, checkpoint=imp.records_done
     )
+    if writes_in_parallel():
+        session.writer = ThreadPoolExecutor(max_workers=1)
     if imp.mode in (Import.Mode.CREATE, Import.Mode.UPSERT) and not imp.dry_run:
         session.values = ContactValues(imp)
     while reader.records < imp.records_done:
@@ -500,6 +525,8 @@ def open_session(imp: Import) -> ImportSession:
 
 
 def run_import_chunk(imp: Import) -> None:
+    """One step: the next chunk (two with parallel writers), each committed with its
+    checkpoint, in the file's order."""
     session = sessions.get(imp.pk)
     if session is None or session.checkpoint != imp.records_done:
         drop_session(imp.pk)
@@ -514,7 +541,50 @@ def run_import_chunk(imp: Import) -> None:
         # import rewrites the same index pages chunk after chunk (300,000 rows: 15.4 -> 13.8 s).
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA wal_autocheckpoint = 20000")
-    chunk = session.next_chunk(imp)
+    chunks = [session.next_chunk(imp)]
+    while len(chunks) < session.chunks_per_step() and not chunks[-1].finished:
+        chunks.append(session.next_chunk(imp))
+    if len(chunks) == 1:
+        write_chunk(imp, session, chunks[0], imp.records_done)
+    else:
+        write_two_chunks(imp, session, chunks, imp.records_done)
+    if chunks[-1].finished:
+        drop_session(imp.pk)
+
+
+class EarlierChunkFailed(Exception):
+    """The chunk before this one did not commit: this one must not either."""
+
+
+def write_two_chunks(imp: Import, session: ImportSession, chunks: list[Chunk], start: int) -> None:
+    """The first chunk on this thread's connection, the second on the writer's, at once; the
+    second commits only after the first (its checkpoint follows the first's), and not at all
+    if the first fails. Each is its own transaction, so a crash leaves a checkpoint."""
+    first, second = chunks
+    if not imp.dry_run:
+        # Made here, committed, so that the two transactions never wait on each other's new
+        # tag: the second waits for the first's commit, a lock wait the other way would hang.
+        tag_ids_for(session, imp, [t for c in chunks for r in c.rows for t in r.tags])
+    first_committed: Future = Future()
+    second_written = session.writer.submit(
+        write_chunk, imp, session, second, start + first.consumed, first_committed
+    )
+    try:
+        write_chunk(imp, session, first, start)
+    except BaseException:
+        first_committed.set_exception(EarlierChunkFailed())
+        with contextlib.suppress(Exception):
+            second_written.result()
+        raise
+    first_committed.set_result(None)
+    second_written.result()
+
+
+def write_chunk(
+    imp: Import, session: ImportSession, chunk: Chunk, start: int, after: Future | None = None
+) -> None:
+    """Write the chunk and move the checkpoint from `start` past it, in one transaction; with
+    `after`, the checkpoint waits for that (the chunk before) to commit."""
     rows, issues, finished = chunk.rows, chunk.issues, chunk.finished
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -526,11 +596,19 @@ def run_import_chunk(imp: Import) -> None:
         ImportIssue.objects.bulk_create(issues, batch_size=1000)
         counts["rejected"] = sum(1 for i in issues if i.kind == ImportIssue.Kind.REJECTED)
         counts["skipped"] = counts.get("skipped", 0) + len(issues) - counts["rejected"]
+        if after is not None:
+            after.result()  # raises EarlierChunkFailed: this transaction rolls back
         # The checkpoint commits with the chunk's rows, or (lease lost) neither does.
-        _while_leased(
-            imp,
-            records_done=imp.records_done + chunk.consumed,
-            total_rows=imp.records_done + chunk.consumed if finished else imp.total_rows,
+        held = Import.objects.filter(
+            pk=imp.pk,
+            state=Import.State.RUNNING,
+            lease_until=imp.lease_until,
+            records_done=start,
+        )
+        update_while_leased(
+            held,
+            records_done=start + chunk.consumed,
+            total_rows=start + chunk.consumed if finished else imp.total_rows,
             state=Import.State.DONE if finished else Import.State.RUNNING,
             finished_at=timezone.now() if finished else None,
             lease_until=None if finished else imp.lease_until,
@@ -539,8 +617,6 @@ def run_import_chunk(imp: Import) -> None:
         if finished:
             imp.refresh_from_db()
             emit(imp.project_id, "import.finished", import_data(imp))
-    if finished:
-        drop_session(imp.pk)
 
 
 @dataclass
@@ -894,7 +970,12 @@ def update_params(update: Update, now: Any) -> list[Any]:
 
 
 def row_tag_ids(session: ImportSession, imp: Import, row: ContactRow) -> list[int]:
-    names = [*imp.tags, *(t for t in row.tags if t not in imp.tags)]
+    return tag_ids_for(session, imp, row.tags)
+
+
+def tag_ids_for(session: ImportSession, imp: Import, names: list[str]) -> list[int]:
+    """The ids of the import's own tags and `names`, made if missing (not in a dry run)."""
+    names = list(dict.fromkeys([*imp.tags, *names]))
     missing = [n for n in names if n not in session.tag_ids]
     if missing:
         if imp.dry_run:  # the tags that exist, and stand-in ids for those it would make

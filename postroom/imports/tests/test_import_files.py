@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 
-class ImportTestCase(BaseTestCase):
+class ImportFixture:
     """Imports stored in a temporary folder, run by calling the worker step."""
 
     def setUp(self) -> None:
@@ -64,6 +64,10 @@ class ImportTestCase(BaseTestCase):
 
     def issues(self, imp: Import, kind: str) -> dict[int, str]:
         return dict(imp.issues.filter(kind=kind).values_list("line", "reason"))
+
+
+class ImportTestCase(ImportFixture, BaseTestCase):
+    pass
 
 
 class FixtureFilesTest(ImportTestCase):

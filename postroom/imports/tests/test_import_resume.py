@@ -5,17 +5,19 @@ and every rejected or skipped row is reported exactly once, as in an uninterrupt
 from __future__ import annotations
 
 import contextlib
+import unittest
 from collections.abc import Callable, Iterator
 from datetime import timedelta as td
 from unittest.mock import patch
 
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from postroom.contacts.models import Contact, ContactTag, Status, Tag
 from postroom.imports import actions
 from postroom.imports.models import Import, ImportIssue
-from postroom.imports.tests.test_import_files import ImportTestCase
+from postroom.imports.tests.test_import_files import ImportFixture, ImportTestCase
+from postroom.test import BaseTransactionTestCase
 
 CHUNK = 4
 
@@ -42,7 +44,7 @@ def generated_file(rows: int = 50) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-class ResumeTestCase(ImportTestCase):
+class ResumeFixture:
     """Two workers in one process: each has its own `actions.sessions`, the state a worker
     process keeps between chunks and loses when it dies."""
 
@@ -140,6 +142,10 @@ class ResumeTestCase(ImportTestCase):
 
     def chunks(self, result: dict) -> int:
         return -(-result["records"][1] // CHUNK)
+
+
+class ResumeTestCase(ResumeFixture, ImportTestCase):
+    pass
 
 
 class KilledWorkerTest(ResumeTestCase):
@@ -390,3 +396,101 @@ class CancelTest(ResumeTestCase):
             self.assertFalse(actions.handle_one_import())
         imp.refresh_from_db()
         self.assertEqual((imp.state, imp.records_done), (Import.State.CANCELLED, CHUNK))
+
+
+@unittest.skipUnless(
+    connection.vendor == "postgresql",
+    "two writers run on PostgreSQL only (SQLite has one write lock); the tests above cover the "
+    "one-writer path on both",
+)
+class ParallelWritersTest(ResumeFixture, ImportFixture, BaseTransactionTestCase):
+    """A step writes two chunks at once, on two connections (PostgreSQL): committed, the
+    tests of TestCase above cannot see them, so these run outside a test transaction."""
+
+    maxDiff = None
+    PER_STEP = 2 * CHUNK
+
+    def one_writer(self):
+        return patch.dict(actions.PARALLEL_WRITES, {"postgresql": False})
+
+    def test_two_chunks_a_step_end_as_one_chunk_a_step_does(self) -> None:
+        with self.one_writer():
+            expected = self.uninterrupted("upsert", overwrite=["names", "status"])
+        with self.worker() as sessions:
+            imp = self.start("upsert", overwrite=["names", "status"])
+            self.steps(1)
+            self.assertIsNotNone(sessions[imp.pk].writer)
+            imp.refresh_from_db()
+            self.assertEqual(imp.records_done, self.PER_STEP)
+            self.assertEqual(self.outcome(self.finish(imp)), expected)
+
+    def test_killed_after_any_step_it_resumes_without_loss_or_repeat(self) -> None:
+        with self.one_writer():
+            expected = self.uninterrupted()
+        for after in range(1, -(-50 // self.PER_STEP)):
+            with self.subTest(after=after):
+                with self.worker():
+                    imp = self.start()
+                    self.steps(after)
+                imp.refresh_from_db()
+                self.assertEqual(imp.records_done, after * self.PER_STEP)
+                with self.worker():
+                    self.expire_lease(imp)
+                    self.assertEqual(self.outcome(self.finish(imp)), expected)
+                self.prepare()
+
+    def test_when_the_second_chunk_fails_the_first_stays_committed(self) -> None:
+        with self.one_writer():
+            expected = self.uninterrupted()
+        with self.worker():
+            imp = self.start()
+            self.steps(1)
+            # Step 2 writes chunk 3 (lines 10-13) here and chunk 4 (lines 14-17) on the
+            # writer's connection, in whichever order the threads run: fail by the lines.
+            real_write = actions.write_rows
+
+            def fail_second(imp, session, rows, issues):
+                if rows and rows[0].line > 3 * CHUNK + 1:
+                    raise OperationalError("server closed the connection unexpectedly")
+                return real_write(imp, session, rows, issues)
+
+            with patch.object(actions, "write_rows", fail_second):
+                self.assertFalse(actions.handle_one_import())
+            imp.refresh_from_db()
+            self.assertEqual((imp.state, imp.records_done), (Import.State.RUNNING, 3 * CHUNK))
+        with self.worker():
+            self.expire_lease(imp)
+            self.assertEqual(self.outcome(self.finish(imp)), expected)
+
+    def test_when_the_first_chunk_fails_the_second_is_not_committed(self) -> None:
+        with self.one_writer():
+            expected = self.uninterrupted()
+        with self.worker():
+            imp = self.start()
+            self.steps(1)
+            before = self.outcome(imp)
+            real_write = actions.write_rows
+
+            def fail_first(imp, session, rows, issues):
+                if rows and rows[0].line <= 3 * CHUNK + 1:
+                    raise OperationalError("server closed the connection unexpectedly")
+                return real_write(imp, session, rows, issues)
+
+            with patch.object(actions, "write_rows", fail_first):
+                self.assertFalse(actions.handle_one_import())
+            self.assertEqual(self.outcome(imp), before)
+        with self.worker():
+            self.expire_lease(imp)
+            self.assertEqual(self.outcome(self.finish(imp)), expected)
+
+    def test_new_tags_in_both_chunks_of_a_step_are_made_once(self) -> None:
+        self.CONTENT = b"email,tags\n" + b"".join(
+            f"t{i}@example.com,new-{i % 3};shared\n".encode() for i in range(20)
+        )
+        with self.one_writer():
+            expected = self.uninterrupted()
+        with self.worker():
+            imp = self.start()
+            self.assertEqual(self.outcome(self.finish(imp)), expected)
+        names = Tag.objects.filter(project=self.project).values_list("name", flat=True)
+        self.assertEqual(sorted(names), ["new-0", "new-1", "new-2", "shared", "spring"])

@@ -20,6 +20,7 @@ from postroom.accounts.models import Project
 from postroom.imports import actions
 from postroom.imports.actions import ImportProblem, ImportSettings
 from postroom.imports.models import Import
+from postroom.lib.gctuning import settle_for_batch_work
 
 
 class Command(BaseCommand):
@@ -65,6 +66,7 @@ class Command(BaseCommand):
             actions.start_import(imp)
         except ImportProblem as e:
             raise CommandError(f"{e.field}: {e.message}") from None
+        settle_for_batch_work()  # this process may run the import itself
         imp = actions.wait_for(imp, progress=None if options["json"] else self.progress)
         report = self.write_report(imp, options["report"])
         result = summary(imp, report)

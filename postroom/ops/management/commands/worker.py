@@ -4,6 +4,7 @@ import signal
 
 from django.core.management.base import BaseCommand
 
+from postroom.lib.gctuning import settle_for_batch_work
 from postroom.ops.worker import Worker
 
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
 
     def handle(self, *args, **options) -> None:
+        settle_for_batch_work()
         worker = Worker()
         if options["once"]:
             worker.beat(force=True)
