@@ -22,3 +22,4 @@ def _open_pixel_hits_written_in_the_request(settings):
     # No writer thread: in a test it would use a connection of its own, which cannot see the
     # test's uncommitted rows. tracking.hits' batches have tests of their own.
     settings.HIT_BATCHES = False
+    settings.TRACK_BATCHES = False  # the same for the track API's batches (tracking.fasttrack)

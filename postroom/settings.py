@@ -55,6 +55,8 @@ WEBHOOKS_ALLOW_PRIVATE = envbool("POSTROOM_WEBHOOKS_ALLOW_PRIVATE", False)
 WEBHOOK_DISABLE_AFTER_HOURS = envint("POSTROOM_WEBHOOK_DISABLE_AFTER_HOURS", 24)
 # Open-pixel hits written together, a batch per transaction (tracking.hits); off: one each.
 HIT_BATCHES = envbool("POSTROOM_HIT_BATCHES", True)
+# Track API calls written together, a batch per transaction (tracking.fasttrack); off: one each.
+TRACK_BATCHES = envbool("POSTROOM_TRACK_BATCHES", True)
 SITE_NAME = envstr("SITE_NAME", "Postroom")
 # Default: the host of SITE_URL and the loopback names. Never "*": the Host header would then
 # be whatever a client sends.

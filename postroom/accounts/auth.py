@@ -30,8 +30,12 @@ class ResolvedKey:
 
 
 def bearer_token(request: HttpRequest) -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    return token_of(request.headers.get("Authorization", ""))
+
+
+def token_of(authorization: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header's value, else ""."""
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
@@ -49,9 +53,13 @@ def forget_keys() -> None:
 def resolve_key(request: HttpRequest) -> ResolvedKey | None:
     """The project and key of the request's bearer token, or None for a missing, unknown or
     revoked one. Cached on the request, and for a few seconds in the process."""
-    if hasattr(request, "_resolved_key"):
-        return request._resolved_key
-    token = bearer_token(request)
+    if not hasattr(request, "_resolved_key"):
+        request._resolved_key = resolve_token(bearer_token(request))
+    return request._resolved_key
+
+
+def resolve_token(token: str) -> ResolvedKey | None:
+    """resolve_key for a bearer token (the WSGI fast path has no HttpRequest)."""
     resolved = None
     if token.startswith(("pk_", "sk_")):
         token_hash = hash_key(token)
@@ -66,7 +74,6 @@ def resolve_key(request: HttpRequest) -> ResolvedKey | None:
             _recent_keys[token_hash] = (now + KEY_CACHE_SECONDS, resolved)
         if resolved is not None and resolved.api_key is not None:
             resolved.api_key.touch()
-    request._resolved_key = resolved
     return resolved
 
 

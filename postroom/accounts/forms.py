@@ -15,10 +15,15 @@ from postroom.lib.emails import one_line
 def client_ip(request) -> str | None:
     """The client's address: REMOTE_ADDR, or behind our proxy the entry it appended to
     X-Forwarded-For (the last; earlier entries are whatever the client sent)."""
+    return client_ip_of(request.META)
+
+
+def client_ip_of(meta) -> str | None:
+    """client_ip from a request's META or a WSGI environ."""
     candidates = []
-    if settings.USE_X_FORWARDED_FOR and request.META.get("HTTP_X_FORWARDED_FOR"):
-        candidates.append(request.META["HTTP_X_FORWARDED_FOR"].split(",")[-1].strip())
-    candidates.append(request.META.get("REMOTE_ADDR", ""))
+    if settings.USE_X_FORWARDED_FOR and meta.get("HTTP_X_FORWARDED_FOR"):
+        candidates.append(meta["HTTP_X_FORWARDED_FOR"].split(",")[-1].strip())
+    candidates.append(meta.get("REMOTE_ADDR", ""))
     for candidate in candidates:
         try:
             return str(ipaddress.ip_address(candidate))

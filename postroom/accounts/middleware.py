@@ -47,9 +47,8 @@ class ApiGuardMiddleware:
         if response.status_code == 405 and "json" not in response.get("Content-Type", ""):
             response = method_not_allowed(request, response)
         if rate is not None:
-            response["RateLimit-Limit"] = str(rate.limit)
-            response["RateLimit-Remaining"] = str(rate.remaining)
-            response["RateLimit-Reset"] = str(rate.reset_in)
+            for name, value in rate_headers(rate):
+                response[name] = value
         if request.path in CORS_PATHS and resolved is not None and resolved.is_public:
             cors(response)
         return response
@@ -89,13 +88,25 @@ def rate_count(request: HttpRequest, resolved: ResolvedKey | None) -> RateCount 
     answers 401) or with the limit off."""
     if resolved is None:
         return None
+    return count_for_key(resolved, client_ip(request))
+
+
+def count_for_key(resolved: ResolvedKey, ip: str | None) -> RateCount | None:
+    """rate_count for a key and the client's address (the public key's limit is per address)."""
     # Buckets are named by the key's hash: ids are reused after a rollback (tests), hashes not.
     if resolved.is_public:
-        limit = settings.API_RATE_LIMIT_PUBLIC
-        bucket = f"p{resolved.token_hash[:24]}:{client_ip(request)}"
+        limit, bucket = settings.API_RATE_LIMIT_PUBLIC, f"p{resolved.token_hash[:24]}:{ip}"
     else:
         limit, bucket = settings.API_RATE_LIMIT, f"k{resolved.token_hash[:24]}"
     return count_api_request(bucket, limit) if limit else None
+
+
+def rate_headers(rate: RateCount) -> list[tuple[str, str]]:
+    return [
+        ("RateLimit-Limit", str(rate.limit)),
+        ("RateLimit-Remaining", str(rate.remaining)),
+        ("RateLimit-Reset", str(rate.reset_in)),
+    ]
 
 
 def idempotency_key(request: HttpRequest) -> str:
@@ -157,6 +168,16 @@ def method_not_allowed(request: HttpRequest, response: HttpResponse) -> HttpResp
     return json_response
 
 
+# What a browser is told about an answer to the public key.
+CORS_HEADERS = [
+    ("Access-Control-Allow-Origin", "*"),
+    (
+        "Access-Control-Expose-Headers",
+        "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After",
+    ),
+]
+
+
 def cors(response: HttpResponse, preflight: bool = False) -> HttpResponse:
     response["Access-Control-Allow-Origin"] = "*"
     if preflight:
@@ -164,7 +185,6 @@ def cors(response: HttpResponse, preflight: bool = False) -> HttpResponse:
         response["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
         response["Access-Control-Max-Age"] = "86400"
     else:
-        response["Access-Control-Expose-Headers"] = (
-            "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
-        )
+        for name, value in CORS_HEADERS[1:]:
+            response[name] = value
     return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -489,18 +490,8 @@ def contact_upsert(project: Project, email: str, upsert: Upsert) -> tuple[str, l
     else:
         status, changed_at = Status.UNSUBSCRIBED, now
         reason, consent = f"Never subscribed: added by {upsert.how}"[:200], (None, "", None)
-    table = Contact._meta.db_table
-    flip = {True: "up", False: "down", None: ""}[upsert.subscribed]
     postgres = connection.vendor == "postgresql"
-    sql = UPSERT_SQL.format(
-        table=table,
-        data="%s::jsonb" if postgres else "%s",
-        merge=f"jsonb_strip_nulls({table}.data || %s::jsonb)"
-        if postgres
-        else f"json_patch({table}.data, %s)",
-        up=f"('{flip}' = 'up' AND {table}.status = 'unsubscribed')",
-        down=f"('{flip}' = 'down' AND {table}.status = 'subscribed')",
-    )
+    sql = upsert_sql(postgres, {True: "up", False: "down", None: ""}[upsert.subscribed])
     code = uuid.uuid4()
     changed = bool(cleaned or any(names.values()) or upsert.subscribed is not None)
     params = [
@@ -527,6 +518,21 @@ def contact_upsert(project: Project, email: str, upsert: Upsert) -> tuple[str, l
         now,  # RETURNING's "created": a new row's created_at is this
     ]
     return sql, params
+
+
+@functools.cache
+def upsert_sql(postgres: bool, flip: str) -> str:
+    """UPSERT_SQL for the database and the change of status asked ("up", "down" or "")."""
+    table = Contact._meta.db_table
+    return UPSERT_SQL.format(
+        table=table,
+        data="%s::jsonb" if postgres else "%s",
+        merge=f"jsonb_strip_nulls({table}.data || %s::jsonb)"
+        if postgres
+        else f"json_patch({table}.data, %s)",
+        up=f"('{flip}' = 'up' AND {table}.status = 'unsubscribed')",
+        down=f"('{flip}' = 'down' AND {table}.status = 'subscribed')",
+    )
 
 
 UPSERTED_FIELDS = [

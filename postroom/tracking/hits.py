@@ -16,23 +16,19 @@ pixel is a recorded open. One transaction a hit topped out near 1,100 hits/s on 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from postroom.delivery.models import Message
+from postroom.lib.groupcommit import GroupCommit
 from postroom.lib.ids import uuid7
 from postroom.tracking.models import Event
 from postroom.tracking.scanners import is_machine
-
-log = logging.getLogger("postroom.tracking")
 
 HIT_BATCH_MAX = 1000  # hits a statement at most (SQLite's limit on parameters)
 WAIT_SECONDS = 5.0  # the longest a pixel request waits for its batch
@@ -214,54 +210,27 @@ class PendingOpen:
     written: threading.Event = field(default_factory=threading.Event)
 
 
-class HitWriter:
+class HitWriter(GroupCommit):
     """A process's open-pixel hits, written by one thread of its own in batches: whatever
     gathered while the previous batch was being written (a group commit). Each pixel request
     waits for its batch, so an answered pixel is a recorded open."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pending: list[PendingOpen] = []
-        self.wake = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.pid = 0
+    name = "postroom-hits"
 
     def add_open(self, code: uuid.UUID, agent: str) -> None:
         pending = PendingOpen(code, agent, timezone.now())
         if not settings.HIT_BATCHES:
             write_opens([pending])
             return
-        with self.lock:
-            self.pending.append(pending)
-            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
-                self.start()  # the first hit, or the first after a fork: threads do not fork
-        self.wake.set()
+        self.hand_in(pending)
         # Bounded: a database that stalls must not hold every web thread; the hit stays
         # pending and is written when it can be.
         pending.written.wait(WAIT_SECONDS)
 
-    def start(self) -> None:
-        self.pid = os.getpid()
-        self.thread = threading.Thread(target=self.run, name="postroom-hits", daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        while True:
-            self.wake.wait(1.0)
-            self.wake.clear()
-            try:
-                self.flush()
-            except Exception:
-                log.exception("writing open-pixel hits failed")
-                connection.close()  # a fresh connection for the next batch
-                time.sleep(0.5)
-            close_old_connections()
-
     def flush(self) -> int:
         """Write every hit gathered so far; how many. Hits that fail to be written are kept
         for the next try, up to a limit (a database away for long loses the oldest)."""
-        with self.lock:
-            batch, self.pending = self.pending, []
+        batch = self.take()
         for start in range(0, len(batch), HIT_BATCH_MAX):
             chunk = batch[start : start + HIT_BATCH_MAX]
             try:

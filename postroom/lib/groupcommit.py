@@ -1,0 +1,96 @@
+"""Group commit: work handed in by a web process's request threads, written by one thread of
+the process in batches, each batch whatever gathered while the previous one was written.
+
+A request waits for its batch (so what it answers is what was stored) but no longer than the
+writer's `wait_seconds`. Subclasses say how a batch is written (`flush`). Used by the open
+pixel (tracking.hits) and the track API (tracking.fasttrack): one transaction a request
+topped out near 1,100/s on two cores for each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import close_old_connections, connection
+
+log = logging.getLogger("postroom.groupcommit")
+
+
+class GroupCommit(ABC):
+    name = "postroom-batches"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[Any] = []
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def hand_in(self, item: Any) -> None:
+        """Queue `item` for the next batch, starting the writer thread if need be."""
+        with self.lock:
+            self.pending.append(item)
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                self.start()  # the first item, or the first after a fork: threads do not fork
+        self.wake.set()
+
+    def take(self) -> list[Any]:
+        """Everything gathered so far, leaving none."""
+        with self.lock:
+            batch, self.pending = self.pending, []
+        return batch
+
+    def start(self) -> None:
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while True:
+            self.wake.wait(1.0)
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("%s: writing a batch failed", self.name)
+                connection.close()  # a fresh connection for the next batch
+                time.sleep(0.5)
+            close_old_connections()
+
+    @abstractmethod
+    def flush(self) -> int:
+        """Write what gathered (`take()`); how many. Runs on the writer thread."""
+
+
+_turn_files: dict[tuple[int, str], int] = {}  # (pid, database file) -> an open descriptor
+
+
+@contextlib.contextmanager
+def writers_turn() -> Iterator[None]:
+    """On SQLite, the batch writers of every web process take turns on a file lock beside the
+    database before they begin: one waiting is woken the moment the other is done. Without
+    it each waited in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more between
+    tries while a batch takes a fraction of a millisecond: two web processes writing track
+    calls kept the machine 40% idle (bench/api.py). A no-op on PostgreSQL, which queues
+    lock waiters itself, and for a database in memory (tests)."""
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor != "sqlite" or not os.path.isfile(name):
+        yield
+        return
+    key = (os.getpid(), name)
+    fd = _turn_files.get(key)
+    if fd is None:
+        fd = _turn_files[key] = os.open(name + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # waits without the GIL
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
