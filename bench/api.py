@@ -148,7 +148,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=0,
         help="WEB_THREADS for the server (granian's blocking threads per worker); "
-        "0 keeps its default (4)",
+        "0 keeps its default (8)",
     )
     p.add_argument("--pool", type=int, default=10_007, help="distinct addresses")
     p.add_argument(
@@ -528,7 +528,7 @@ def run(args: argparse.Namespace, env: dict[str, str], data_dir: str) -> dict[st
     limit = env.get("POSTROOM_API_RATE_LIMIT", "120000 (the default)")
     port = free_port()
     print(
-        f"engine: {engine}, {args.web_workers} web workers x {env.get('WEB_THREADS', '4')} "
+        f"engine: {engine}, {args.web_workers} web workers x {env.get('WEB_THREADS', '8')} "
         f"threads on 127.0.0.1:{port}, wrk "
         f"{args.threads} thread(s) x {args.connections} connections, {args.seconds} s per "
         f"endpoint, rate limit {limit} per key per window, {os.cpu_count()} cores",
@@ -540,7 +540,7 @@ def run(args: argparse.Namespace, env: dict[str, str], data_dir: str) -> dict[st
         "connections": args.connections,
         "wrk_threads": args.threads,
         "web_workers": args.web_workers,
-        "web_threads": int(env.get("WEB_THREADS", "4")),
+        "web_threads": int(env.get("WEB_THREADS", "8")),
         "cores": os.cpu_count(),
         "rate_limit": limit,
         "pool": args.pool,

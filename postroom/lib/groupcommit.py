@@ -33,6 +33,7 @@ class GroupCommit(ABC):
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.pid = 0
+        self.stopping = False
 
     def hand_in(self, item: Any) -> None:
         """Queue `item` for the next batch, starting the writer thread if need be."""
@@ -54,7 +55,7 @@ class GroupCommit(ABC):
         self.thread.start()
 
     def run(self) -> None:
-        while True:
+        while not self.stopping:
             self.wake.wait(1.0)
             self.wake.clear()
             try:
@@ -64,6 +65,15 @@ class GroupCommit(ABC):
                 connection.close()  # a fresh connection for the next batch
                 time.sleep(0.5)
             close_old_connections()
+        connection.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Write what is pending and end the thread, closing its connection (tests: a web
+        process's writer lives as long as the process)."""
+        self.stopping = True
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
 
     @abstractmethod
     def flush(self) -> int:

@@ -211,8 +211,7 @@ class TrackWriter(GroupCommit):
             chunk = batch[start : start + TRACK_BATCH_MAX]
             tracked: list[Tracked | None] = [None] * len(chunk)
             try:
-                with writers_turn(), transaction.atomic():
-                    tracked = write_tracks([pending.prepared for pending in chunk])
+                tracked = write_batch([pending.prepared for pending in chunk])
             except Exception:
                 # Rolled back: each call goes to Django, which writes it alone or says why not.
                 # (GroupCommit.run then closes the connection if it is broken.)
@@ -223,6 +222,11 @@ class TrackWriter(GroupCommit):
                     pending.tracked = result
                     pending.written.set()
         return len(batch)
+
+
+def write_batch(calls: list[PreparedTrack]) -> list[Tracked]:
+    with writers_turn(), transaction.atomic():
+        return write_tracks(calls)
 
 
 track_writer = TrackWriter()

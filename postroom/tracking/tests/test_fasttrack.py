@@ -1,0 +1,328 @@
+"""The track API's fast path (tracking.fasttrack, from postroom.wsgi): it answers the plain
+successful call as the API does, hands everything else to Django untouched, and its batches
+write every call or none."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from unittest import mock
+
+from django.db import OperationalError, connection, connections
+from django.test import override_settings
+
+from postroom.accounts.auth import forget_keys
+from postroom.contacts.models import Contact
+from postroom.lib.groupcommit import writers_turn
+from postroom.test import BaseTestCase, BaseTransactionTestCase
+from postroom.tracking import fasttrack
+from postroom.tracking.actions import prepare_track, write_tracks
+from postroom.tracking.models import Event
+from postroom.webhooks.actions import forget_endpoints
+from postroom.webhooks.models import Delivery, Endpoint
+
+CALL = {
+    "event": "signed-up",
+    "email": "Ann@Example.com",
+    "data": {"plan": "pro", "orderId": {"value": "o-17", "persistent": False}},
+}
+
+
+def environ(body: bytes | dict, key: str, **extra) -> dict:
+    """A WSGI environ as granian gives it for POST /api/v1/track."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/track",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(raw)),
+        "HTTP_HOST": "localhost",
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(raw),
+        **extra,
+    }
+
+
+class FastTrackTestCase(BaseTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        forget_keys()
+
+    def fast(self, body: bytes | dict, key: str | None = None, **extra):
+        return fasttrack.answer_track(environ(body, key or self.secret_key, **extra))
+
+    def assert_handed_to_django(self, body: bytes | dict, key: str | None = None, **extra):
+        env = environ(body, key or self.secret_key, **extra)
+        self.assertIsNone(fasttrack.answer_track(env))
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.assertEqual(env["wsgi.input"].read(), raw)  # put back for Django to read
+        self.assertFalse(Event.objects.exists())
+
+
+class SameAnswerTest(FastTrackTestCase):
+    def test_it_answers_as_the_api_does_and_stores_the_same(self) -> None:
+        status, headers, body = self.fast(CALL)
+        view = self.api("POST", "track", {**CALL, "email": "bob@example.com"})
+        self.assertEqual((status, view.status_code), ("200 OK", 200))
+        headers = dict(headers)
+        self.assertEqual(set(headers), set(view.headers))
+        for name, value in headers.items():
+            if name not in ("RateLimit-Remaining", "RateLimit-Reset"):
+                self.assertEqual(value, view[name], name)
+        self.assertEqual(int(headers["Content-Length"]), len(body))
+        fast, slow = json.loads(body), view.json()
+        self.assertEqual(set(fast), set(slow))
+        self.assertEqual(len(fast["timestamp"]), len(slow["timestamp"]))  # same format
+        ann = Contact.objects.get(project=self.project, email="ann@example.com")
+        bob = Contact.objects.get(project=self.project, email="bob@example.com")
+        self.assertEqual(fast["contact"], str(ann.code))
+        for contact, answer in ((ann, fast), (bob, slow)):
+            event = Event.objects.get(contact=contact)
+            self.assertEqual(answer["event"], str(event.code))
+            self.assertEqual((event.kind, event.name), ("custom", "signed-up"))
+            self.assertEqual(event.data, {"plan": "pro", "orderId": "o-17"})
+            self.assertEqual((contact.data, contact.consent_source), ({"plan": "pro"}, "api"))
+
+    def test_the_public_key_gets_the_browser_headers_and_cannot_resubscribe(self) -> None:
+        self.make_contact("ann@example.com", status="unsubscribed")
+        _, headers, _ = self.fast({**CALL, "subscribed": True}, self.project.public_key)
+        view = self.api("POST", "track", CALL, key=self.project.public_key)
+        for name in ("Access-Control-Allow-Origin", "Access-Control-Expose-Headers"):
+            self.assertEqual(dict(headers)[name], view[name])
+        self.assertEqual(Contact.objects.get(email="ann@example.com").status, "unsubscribed")
+
+    def test_the_rate_limit_counts_the_call_once(self) -> None:
+        _, headers, _ = self.fast(CALL)
+        view = self.api("POST", "track", CALL)
+        remaining = int(dict(headers)["RateLimit-Remaining"])
+        self.assertEqual(int(view["RateLimit-Remaining"]), remaining - 1)
+
+
+class HandedToDjangoTest(FastTrackTestCase):
+    def test_calls_it_cannot_answer_go_to_django_with_their_body(self) -> None:
+        cases = {
+            "no key": {"key": "nope"},
+            "an unknown key": {"key": "sk_" + "0" * 40},
+            "an Idempotency-Key": {"HTTP_IDEMPOTENCY_KEY": "order-17"},
+            "another host": {"HTTP_HOST": "evil.example"},
+            "not JSON's content type": {"CONTENT_TYPE": "text/plain"},
+        }
+        for name, extra in cases.items():
+            with self.subTest(name):
+                self.assert_handed_to_django(CALL, **extra)
+
+    def test_bad_input_goes_to_django_which_names_the_field(self) -> None:
+        bad = {
+            "not JSON": b"{nope",
+            "a missing email": {"event": "e"},
+            "a bad address": {"event": "e", "email": "ann@example.com;Ann;Lee"},
+            "a blank event": {"event": " ", "email": "ann@example.com"},
+            "an object kept on the contact": {**CALL, "data": {"plan": {"a": 1}}},
+            "a NUL": {**CALL, "event": "a\x00b"},
+        }
+        for name, body in bad.items():
+            with self.subTest(name):
+                self.assert_handed_to_django(body)
+                view = self.client.post(
+                    "/api/v1/track",
+                    body if isinstance(body, bytes) else json.dumps(body),
+                    content_type="application/json",
+                    HTTP_AUTHORIZATION=f"Bearer {self.secret_key}",
+                )
+                self.assertIn(view.status_code, (400, 422), view.content)
+                self.assertFalse(view.json()["success"])
+
+    def test_other_requests_are_not_its_own(self) -> None:
+        self.assertIsNone(fasttrack.answer_track(environ(CALL, self.secret_key, PATH_INFO="/x")))
+        self.assertIsNone(
+            fasttrack.answer_track(environ(CALL, self.secret_key, REQUEST_METHOD="OPTIONS"))
+        )
+        self.assertIsNone(fasttrack.answer_track(environ(CALL, self.secret_key, CONTENT_LENGTH="")))
+        self.assertFalse(Event.objects.exists())
+
+    def test_a_key_over_its_limit_goes_to_django_for_the_429(self) -> None:
+        with override_settings(API_RATE_LIMIT=1):
+            self.assertIsNotNone(self.fast(CALL))
+            env = environ({**CALL, "email": "bob@example.com"}, self.secret_key)
+            self.assertIsNone(fasttrack.answer_track(env))
+            view = self.api("POST", "track", {**CALL, "email": "bob@example.com"})
+        self.assertEqual(view.status_code, 429)
+        self.assertEqual(Event.objects.count(), 1)
+
+    def test_other_middleware_or_https_settings_turn_it_off(self) -> None:
+        extra = [*fasttrack.KNOWN_MIDDLEWARE, "example.Middleware"]
+        for changed in ({"MIDDLEWARE": extra}, {"SECURE_SSL_REDIRECT": True}):
+            with self.subTest(changed), override_settings(**changed):
+                self.assert_handed_to_django(CALL)
+
+    def test_a_failed_write_goes_to_django(self) -> None:
+        failing = mock.patch.object(fasttrack, "write_track", side_effect=OperationalError)
+        with failing, self.assertLogs("postroom.tracking", "ERROR"):
+            self.assert_handed_to_django(CALL)
+
+
+class BatchTest(BaseTestCase):
+    """TrackWriter.flush, called here on the test's connection (its thread would use one of
+    its own, which cannot see the test's rows)."""
+
+    def prepared(self, email: str, event: str = "signed-up"):
+        return prepare_track(self.project, event, email, None, {"plan": "pro"})
+
+    def test_a_batch_writes_every_call_in_one_transaction(self) -> None:
+        writer = fasttrack.TrackWriter()
+        emails = ["ann@example.com", "bob@example.com", "ann@example.com"]
+        pending = [fasttrack.PendingTrack(self.prepared(e)) for e in emails]
+        writer.pending = list(pending)
+        self.assertEqual(writer.flush(), 3)
+        ann = Contact.objects.get(email="ann@example.com")
+        bob = Contact.objects.get(email="bob@example.com")
+        self.assertTrue(all(p.written.is_set() for p in pending))
+        self.assertEqual([p.tracked.contact for p in pending], [ann.code, bob.code, ann.code])
+        self.assertEqual(Event.objects.filter(contact=ann).count(), 2)
+        self.assertEqual(Event.objects.filter(contact=bob).count(), 1)
+
+    def test_results_come_back_in_order_and_a_contact_is_created_once(self) -> None:
+        Endpoint.objects.create(
+            project=self.project, url="https://hooks.example/in", event_types=["contact.created"]
+        )
+        forget_endpoints()
+        self.addCleanup(forget_endpoints)  # ids come again after the test's rollback
+        calls = [self.prepared(e) for e in ("ann@example.com", "bob@example.com")]
+        calls.append(self.prepared("ann@example.com", "paid"))
+        tracked = write_tracks(calls)
+        ann = Contact.objects.get(email="ann@example.com")
+        self.assertEqual([t.contact for t in tracked][::2], [ann.code, ann.code])
+        self.assertEqual([t.event for t in tracked], [c.code for c in calls])
+        self.assertEqual(
+            list(Event.objects.order_by("id").values_list("code", "contact__email", "name")),
+            [(c.code, e, c.name) for c, e in zip(calls, ["ann@example.com", "bob@example.com",
+                                                          "ann@example.com"], strict=True)],
+        )  # fmt: skip
+        self.assertEqual(Delivery.objects.filter(event_type="contact.created").count(), 2)
+
+    def test_a_failed_batch_writes_nothing_and_tells_each_call(self) -> None:
+        writer = fasttrack.TrackWriter()
+        pending = [fasttrack.PendingTrack(self.prepared(e)) for e in ("a@x.org", "b@x.org")]
+        writer.pending = list(pending)
+        broken = mock.patch.object(fasttrack, "write_batch", side_effect=OperationalError)
+        with broken, self.assertLogs("postroom.tracking", "WARNING"):
+            self.assertEqual(writer.flush(), 2)
+        self.assertEqual([(p.written.is_set(), p.tracked) for p in pending], [(True, None)] * 2)
+        self.assertFalse(Event.objects.exists())
+
+    def test_a_call_not_taken_into_a_batch_in_time_is_withdrawn(self) -> None:
+        writer = fasttrack.TrackWriter()
+        writer.start = lambda: None  # no writer thread: nothing takes the call
+        with override_settings(TRACK_BATCHES=True), mock.patch.object(fasttrack, "WAIT_SECONDS", 0):
+            self.assertIsNone(writer.write(self.prepared("ann@example.com")))
+        self.assertEqual(writer.pending, [])  # a writer starting later cannot write it twice
+        self.assertEqual(writer.flush(), 0)
+
+    def test_calls_arriving_together_share_a_batch(self) -> None:
+        batches: list[int] = []
+
+        def write_batch(calls):
+            time.sleep(0.05)  # meanwhile the other calls gather in the next batch
+            batches.append(len(calls))
+            return [f"tracked {c.name}" for c in calls]
+
+        writer = fasttrack.TrackWriter()
+        self.addCleanup(writer.stop)
+        answers: dict[str, object] = {}
+        calls = {f"c{i}": self.prepared(f"c{i}@example.com", f"c{i}") for i in range(5)}
+
+        def call(name: str) -> None:
+            answers[name] = writer.write(calls[name])
+
+        with (
+            override_settings(TRACK_BATCHES=True),
+            mock.patch.object(fasttrack, "write_batch", write_batch),
+        ):
+            threads = [threading.Thread(target=call, args=(f"c{i}",)) for i in range(5)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=4)
+        self.assertFalse(any(thread.is_alive() for thread in threads))
+        self.assertEqual(answers, {f"c{i}": f"tracked c{i}" for i in range(5)})
+        self.assertEqual(sum(batches), 5)
+        self.assertLess(len(batches), 5)
+
+
+@unittest.skipUnless(
+    connection.vendor == "postgresql",
+    "SQLite's test database lives in memory, where a transaction locks whole tables and other "
+    "connections fail at once instead of waiting (bench/api.py runs this path on a file)",
+)
+class ThroughTheWriterThreadTest(BaseTransactionTestCase):
+    """The whole path with its writer thread and that thread's own connection: calls from
+    several request threads at once, each answered once stored."""
+
+    def test_concurrent_calls_are_all_stored_and_answered(self) -> None:
+        forget_keys()
+        from postroom.wsgi import application
+
+        answers: list[tuple[str, dict]] = []
+
+        def request(i: int) -> None:
+            def start_response(status, headers):
+                answers.append((status, dict(headers)))
+
+            body = {**CALL, "email": f"c{i % 4}@example.com", "data": {"n": i}}
+            try:
+                b"".join(application(environ(body, self.secret_key), start_response))
+            finally:
+                connections.close_all()  # this thread's (the test database is dropped later)
+
+        writer = fasttrack.TrackWriter()
+        self.addCleanup(writer.stop)
+        with (
+            override_settings(TRACK_BATCHES=True),
+            mock.patch.object(fasttrack, "track_writer", writer),
+        ):
+            threads = [threading.Thread(target=request, args=(i,)) for i in range(12)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=10)
+        self.assertEqual([status for status, _ in answers], ["200 OK"] * 12)
+        self.assertEqual(Event.objects.filter(project=self.project).count(), 12)
+        self.assertEqual(Contact.objects.filter(project=self.project).count(), 4)
+        self.assertEqual(
+            sorted(e.data["n"] for e in Event.objects.filter(project=self.project)),
+            list(range(12)),
+        )
+
+
+class WritersTurnTest(BaseTestCase):
+    def test_sqlite_writers_of_two_processes_take_turns(self) -> None:
+        folder = tempfile.mkdtemp()
+        database = f"{folder}/postroom.sqlite3"
+        open(database, "w").close()
+        hold = (
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({database + '-writers'!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(0.4)\n"
+        )
+        other = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(other.wait)
+        self.assertEqual(other.stdout.readline().strip(), "held")
+        started = time.monotonic()
+        with (
+            mock.patch.object(connection, "vendor", "sqlite"),
+            mock.patch.dict(connection.settings_dict, {"NAME": database}),
+            writers_turn(),
+        ):
+            waited = time.monotonic() - started
+        self.assertGreater(waited, 0.2)  # until the other process let go
