@@ -261,9 +261,14 @@ def create_field(project: Project, key: str, label: str, field_type: str) -> Fie
         )
     if field_type not in FieldType.values:
         raise ContactError("type", f"must be one of {FieldType.values}.")
-    definition, _ = FieldDefinition.objects.get_or_create(
+    definition, created = FieldDefinition.objects.get_or_create(
         project=project, key=key, defaults={"label": label[:100] or key, "type": field_type}
     )
+    if not created:
+        # Made meanwhile by another process (or request): this process's cached definitions
+        # predate it. Read again, else every call naming the key comes here until the cache
+        # expires (a track burst paid a query each for 5 s, bench/api.py).
+        _recent_fields.pop(project.code, None)
     return definition
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pydantic
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.http.request import split_domain_port, validate_host
 from ninja.responses import NinjaJSONEncoder
 
@@ -38,6 +38,7 @@ from postroom.lib.groupcommit import GroupCommit, writers_turn
 from postroom.tracking.actions import (
     PreparedTrack,
     Tracked,
+    commit_tracks,
     prepare_track,
     write_track,
     write_tracks,
@@ -214,9 +215,13 @@ class TrackWriter(GroupCommit):
                 tracked = write_batch([pending.prepared for pending in chunk])
             except Exception:
                 # Rolled back: each call goes to Django, which writes it alone or says why not.
-                # (GroupCommit.run then closes the connection if it is broken.)
                 log.warning("a batch of %d track calls failed", len(chunk), exc_info=True)
                 tracked = [None] * len(chunk)
+                # A fresh connection for the next batch: commit_tracks' statements bypass
+                # Django's wrapper, which would otherwise tell a broken connection. (Not the
+                # connection of a transaction around the writer: a test's.)
+                if not connection.in_atomic_block:
+                    connection.close()
             finally:
                 for pending, result in zip(chunk, tracked, strict=True):
                     pending.tracked = result
@@ -225,6 +230,9 @@ class TrackWriter(GroupCommit):
 
 
 def write_batch(calls: list[PreparedTrack]) -> list[Tracked]:
+    committed = commit_tracks(calls)  # PostgreSQL: one round trip
+    if committed is not None:
+        return committed
     with writers_turn(), transaction.atomic():
         return write_tracks(calls)
 

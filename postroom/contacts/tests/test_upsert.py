@@ -98,6 +98,25 @@ class FieldDefinitionsCacheTestCase(BaseTestCase):
             with clock, self.assertNumQueries(1):
                 actions.field_definitions(self.project)
 
+    def test_a_field_another_process_made_is_read_again_once_met(self) -> None:
+        from unittest import mock
+
+        from postroom.contacts import actions
+        from postroom.contacts.models import FieldDefinition
+
+        with mock.patch.object(actions, "outside_transactions", return_value=True):
+            self.assertEqual(actions.field_definitions(self.project), {})  # cached, empty
+            # Another process adds "plan" (bulk_create: no signal reaches this process).
+            FieldDefinition.objects.bulk_create(
+                [FieldDefinition(project=self.project, key="plan", label="Plan", type="text")]
+            )
+            self.assertEqual(actions.clean_data(self.project, {"plan": "pro"}, create_fields=True),
+                             {"plan": "pro"})  # fmt: skip
+            with self.assertNumQueries(1):  # the stale cache was dropped: read once more
+                actions.clean_data(self.project, {"plan": "team"}, create_fields=True)
+            with self.assertNumQueries(0):
+                actions.clean_data(self.project, {"plan": "free"}, create_fields=True)
+
     def test_inside_a_transaction_it_always_reads(self) -> None:
         from postroom.contacts import actions
 

@@ -14,6 +14,7 @@ import time
 import unittest
 from unittest import mock
 
+import psycopg
 from django.db import OperationalError, connection, connections
 from django.test import override_settings
 
@@ -22,7 +23,7 @@ from postroom.contacts.models import Contact
 from postroom.lib.groupcommit import writers_turn
 from postroom.test import BaseTestCase, BaseTransactionTestCase
 from postroom.tracking import fasttrack
-from postroom.tracking.actions import prepare_track, write_tracks
+from postroom.tracking.actions import commit_tracks, prepare_track, write_tracks
 from postroom.tracking.models import Event
 from postroom.webhooks.actions import forget_endpoints
 from postroom.webhooks.models import Delivery, Endpoint
@@ -326,3 +327,42 @@ class WritersTurnTest(BaseTestCase):
         ):
             waited = time.monotonic() - started
         self.assertGreater(waited, 0.2)  # until the other process let go
+
+
+@unittest.skipUnless(
+    connection.vendor == "postgresql",
+    "one round trip with its own BEGIN and COMMIT is PostgreSQL's (SQLite writes in a "
+    "transaction of Django's)",
+)
+class CommitTracksTest(BaseTransactionTestCase):
+    def prepared(self, email: str, data: dict | None = None):
+        return prepare_track(self.project, "signed-up", email, None, data or {"plan": "pro"})
+
+    def test_it_writes_and_commits_a_batch_in_one_go(self) -> None:
+        calls = [self.prepared(e) for e in ("ann@example.com", "bob@example.com")]
+        tracked = commit_tracks(calls)
+        ann = Contact.objects.get(email="ann@example.com")
+        self.assertEqual([t.event for t in tracked], [c.code for c in calls])
+        self.assertEqual(tracked[0].contact, ann.code)
+        self.assertEqual(Event.objects.count(), 2)
+        self.assertFalse(connection.in_atomic_block)
+
+    def test_a_failed_call_rolls_the_batch_back(self) -> None:
+        calls = [self.prepared("ann@example.com"), self.prepared("bob@example.com")]
+        calls[1].code = calls[0].code  # the second event's code is taken: a unique violation
+        with self.assertRaises(psycopg.errors.UniqueViolation):
+            commit_tracks(calls)
+        self.assertFalse(Event.objects.exists())
+        self.assertFalse(Contact.objects.exists())
+        self.assertEqual(len(commit_tracks([self.prepared("cid@example.com")])), 1)
+
+    def test_it_leaves_batches_with_a_contact_created_endpoint_to_a_transaction(self) -> None:
+        Endpoint.objects.create(
+            project=self.project, url="https://hooks.example/in", event_types=["contact.created"]
+        )
+        forget_endpoints()
+        self.addCleanup(forget_endpoints)
+        self.assertIsNone(commit_tracks([self.prepared("ann@example.com")]))
+        tracked = fasttrack.write_batch([self.prepared("ann@example.com")])
+        self.assertEqual(len(tracked), 1)
+        self.assertEqual(Delivery.objects.filter(event_type="contact.created").count(), 1)
