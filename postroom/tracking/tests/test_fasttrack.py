@@ -212,6 +212,19 @@ class BatchTest(BaseTestCase):
         )  # fmt: skip
         self.assertEqual(Delivery.objects.filter(event_type="contact.created").count(), 2)
 
+    def test_calls_changing_a_status_are_written_in_their_order(self) -> None:
+        subscribed = [None, False, None, True, False, None]
+        calls = [
+            prepare_track(self.project, f"e{i}", "ann@example.com", s, {"n": i})
+            for i, s in enumerate(subscribed)
+        ]
+        tracked = write_tracks(calls)
+        ann = Contact.objects.get(email="ann@example.com")
+        self.assertEqual({t.contact for t in tracked}, {ann.code})
+        self.assertEqual((ann.status, ann.data), ("unsubscribed", {"n": 5}))
+        names = Event.objects.filter(contact=ann).order_by("id").values_list("name", flat=True)
+        self.assertEqual(list(names), [f"e{i}" for i in range(6)])
+
     def test_a_failed_batch_writes_nothing_and_tells_each_call(self) -> None:
         writer = fasttrack.TrackWriter()
         pending = [fasttrack.PendingTrack(self.prepared(e)) for e in ("a@x.org", "b@x.org")]
