@@ -7,6 +7,8 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+DEFAULT_WEB_THREADS = 8
+
 
 def web_command(host: str, port: int, workers: int) -> list[str]:
     """granian serving the WSGI app; gunicorn is the fallback (POSTROOM_SERVER=gunicorn)."""
@@ -44,9 +46,6 @@ def web_command(host: str, port: int, workers: int) -> list[str]:
         "--log-level",
         "warning",
     ]
-
-
-DEFAULT_WEB_THREADS = 8
 
 
 class Command(BaseCommand):
