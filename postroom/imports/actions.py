@@ -561,7 +561,7 @@ def write_two_chunks(imp: Import, session: ImportSession, chunks: list[Chunk], s
     second commits only after the first (its checkpoint follows the first's), and not at all
     if the first fails. Each is its own transaction, so a crash leaves a checkpoint."""
     first, second = chunks
-    if not imp.dry_run:
+    if not imp.dry_run and imp.mode in (Import.Mode.CREATE, Import.Mode.UPSERT):
         # Made here, committed, so that the two transactions never wait on each other's new
         # tag: the second waits for the first's commit, a lock wait the other way would hang.
         tag_ids_for(session, imp, [t for c in chunks for r in c.rows for t in r.tags])

@@ -13,7 +13,7 @@ from unittest.mock import patch
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from postroom.contacts.models import Contact, ContactTag, Status, Tag
+from postroom.contacts.models import Contact, ContactTag, Status, Suppression, Tag
 from postroom.imports import actions
 from postroom.imports.models import Import, ImportIssue
 from postroom.imports.tests.test_import_files import ImportFixture, ImportTestCase
@@ -69,6 +69,7 @@ class ResumeFixture:
         Contact.objects.filter(project=self.project).delete()
         Tag.objects.filter(project=self.project).delete()
         Import.objects.filter(project=self.project).delete()
+        Suppression.objects.filter(project=self.project).delete()
         self.make_contact("c1@example.com", first_name="One")
         self.make_contact("c12@example.com", status=Status.UNSUBSCRIBED, tags=["spring"])
 
@@ -423,6 +424,14 @@ class ParallelWritersTest(ResumeFixture, ImportFixture, BaseTransactionTestCase)
             imp.refresh_from_db()
             self.assertEqual(imp.records_done, self.PER_STEP)
             self.assertEqual(self.outcome(self.finish(imp)), expected)
+
+    def test_the_status_modes_end_as_with_one_writer(self) -> None:
+        for mode in ("unsubscribe", "suppress"):
+            with self.subTest(mode=mode):
+                with self.one_writer():
+                    expected = self.uninterrupted(mode)
+                self.assertEqual(self.uninterrupted(mode), expected)
+                self.assertFalse(Tag.objects.exclude(name="spring").exists())
 
     def test_killed_after_any_step_it_resumes_without_loss_or_repeat(self) -> None:
         with self.one_writer():
