@@ -179,12 +179,12 @@ CORS_HEADERS = [
 
 
 def cors(response: HttpResponse, preflight: bool = False) -> HttpResponse:
-    response["Access-Control-Allow-Origin"] = "*"
     if preflight:
+        response["Access-Control-Allow-Origin"] = "*"
         response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
         response["Access-Control-Max-Age"] = "86400"
     else:
-        for name, value in CORS_HEADERS[1:]:
+        for name, value in CORS_HEADERS:
             response[name] = value
     return response

@@ -489,9 +489,12 @@ def handle_one_import(only: int | None = None) -> bool:
     return True
 
 
-def _while_leased(imp: Import, **changes) -> None:
-    """Write `changes` only while this worker holds the lease; else raise LeaseLost."""
+def _while_leased(imp: Import, *, at_checkpoint: int | None = None, **changes) -> None:
+    """Write `changes` only while this worker holds the lease (and, with `at_checkpoint`,
+    while records_done is still that); else raise LeaseLost."""
     held = Import.objects.filter(pk=imp.pk, state=Import.State.RUNNING, lease_until=imp.lease_until)
+    if at_checkpoint is not None:
+        held = held.filter(records_done=at_checkpoint)
     update_while_leased(held, **changes)
 
 
@@ -599,14 +602,9 @@ def write_chunk(
         if after is not None:
             after.result()  # raises EarlierChunkFailed: this transaction rolls back
         # The checkpoint commits with the chunk's rows, or (lease lost) neither does.
-        held = Import.objects.filter(
-            pk=imp.pk,
-            state=Import.State.RUNNING,
-            lease_until=imp.lease_until,
-            records_done=start,
-        )
-        update_while_leased(
-            held,
+        _while_leased(
+            imp,
+            at_checkpoint=start,
             records_done=start + chunk.consumed,
             total_rows=start + chunk.consumed if finished else imp.total_rows,
             state=Import.State.DONE if finished else Import.State.RUNNING,
