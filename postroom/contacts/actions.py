@@ -540,6 +540,43 @@ def upsert_sql(postgres: bool, flip: str) -> str:
     )
 
 
+# The columns a new contact gets, as contact_upsert's parameters begin with them (the same
+# time is its updated_at), and where its data patch is among them.
+NEW_CONTACT_COLUMNS = [
+    "project_id",
+    "code",
+    "email",
+    "first_name",
+    "last_name",
+    "data",
+    "status",
+    "status_changed_at",
+    "status_reason",
+    "consent_at",
+    "consent_source",
+    "consent_ip",
+    "created_at",
+]
+DATA_PATCH_AT = 14
+
+
+def upserts_in_bulk(statement: tuple[str, list]) -> bool:
+    """Whether a contact_upsert statement is the plain kind that may be written together with
+    others as rows of one statement (contact_columns): it asks no change of status, and its
+    data removes no field (a new contact's data is then the patch itself). A conflict then
+    changes the names given, merges the data, and moves updated_at if it gave either."""
+    sql, params = statement
+    return sql == upsert_sql(True, "") and params[5] == params[DATA_PATCH_AT]
+
+
+def contact_columns(statements: list[tuple[str, list]]) -> list[list]:
+    """The new contacts' values of plain upserts (upserts_in_bulk), a list a column in
+    NEW_CONTACT_COLUMNS's order: the arrays one statement unnests into rows."""
+    width = len(NEW_CONTACT_COLUMNS)
+    rows = [params[:width] for _, params in statements]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 UPSERTED_FIELDS = [
     "status",
     "status_changed_at",

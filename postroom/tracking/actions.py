@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import itertools
 import json
 import time
 import uuid
@@ -23,12 +22,15 @@ from django.utils import timezone
 from postroom.accounts.forms import client_ip
 from postroom.accounts.models import Project
 from postroom.contacts.actions import (
+    NEW_CONTACT_COLUMNS,
     ContactError,
     Upsert,
     api_data,
+    contact_columns,
     contact_upsert,
     field_key,
     suppress_address,
+    upserts_in_bulk,
 )
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
 from postroom.delivery.actions import queue_system_email
@@ -268,10 +270,11 @@ def write_track(prepared: PreparedTrack) -> Tracked:
 
 def write_tracks(batch: list[PreparedTrack]) -> list[Tracked]:
     """Track calls' writes, in order, in the caller's transaction (a request's own, or a
-    batch's: tracking.fasttrack). PostgreSQL: one statement a call (the contact's upsert and
-    the event's insert), prepared once on the connection, every call sent before any answer
-    is read (pipeline mode): a round trip for the batch instead of two a call, and no
-    planning. SQLite: the upsert, then the event."""
+    batch's: tracking.fasttrack). PostgreSQL: the plain calls for distinct contacts in one
+    statement, any other call in one of its own (the contact's upsert and the event's
+    insert together), prepared once on the connection and all sent before any answer is
+    read (pipeline mode): a round trip for the batch, and no planning. SQLite: the upsert,
+    then the event."""
     if connection.vendor == "postgresql":
         contacts = write_tracks_postgres(batch)
     else:
@@ -336,6 +339,11 @@ def commit_tracks(batch: list[PreparedTrack]) -> list[Tracked] | None:
 def write_tracks_postgres(
     batch: list[PreparedTrack], own_transaction: bool = False
 ) -> list[tuple[int, uuid.UUID, bool]]:
+    """The batch's writes in as few statements as keep each call's effect: each run of plain
+    calls (tracks_in_bulk) for distinct contacts is one statement whose parameters are
+    arrays, any other call one statement of its own. All are prepared and sent before any
+    answer is read. A batch that is one statement is sent alone: outside a transaction it
+    commits itself, so `own_transaction` needs no BEGIN and COMMIT around it."""
     connection.ensure_connection()
     driver = connection.connection
     if driver.prepare_threshold is None and not server_side_binding():
@@ -343,26 +351,36 @@ def write_tracks_postgres(
         # the server-binding cursors below may, and planning was two thirds of the database's
         # work for a track call (0.305 -> 0.098 CPU ms, bench/RESULTS.md).
         driver.prepare_threshold = 5
-    # Server-side binding (Django's cursors bind on the client): it can prepare. One
-    # executemany a run of calls with the same statement (they differ only in a change of
-    # status asked): a third less of the writer's CPU than an execute a call, in a process
-    # whose request threads want the GIL too.
-    runs = [list(run) for _, run in itertools.groupby(batch, key=lambda p: p.upsert[0])]
-    cursors = [psycopg.Cursor(driver) for _ in runs]
+    parts = statement_parts(batch)
+    if len(parts) == 1 and parts[0].in_bulk:
+        with psycopg.Cursor(driver) as cursor:
+            cursor.execute(TRACKS_IN_BULK_SQL, tracks_in_bulk_params(parts[0].calls))
+            return cursor.fetchall()
+    # Server-side binding (Django's cursors bind on the client): it can prepare. The calls
+    # of a part not in bulk go as one executemany (they differ only in a change of status
+    # asked): less of the writer's CPU than an execute a call.
+    cursors = [psycopg.Cursor(driver) for _ in parts]
     transaction_cursor = psycopg.Cursor(driver)
     try:
         with driver.pipeline():
             if own_transaction:
                 transaction_cursor.execute("BEGIN")
-            for cursor, run in zip(cursors, runs, strict=True):
-                cursor.executemany(
-                    track_sql_postgres(run[0].upsert[0]),
-                    [[*p.upsert[1], *event_params(p)] for p in run],
-                    returning=True,
-                )
+            for cursor, part in zip(cursors, parts, strict=True):
+                if part.in_bulk:
+                    cursor.execute(TRACKS_IN_BULK_SQL, tracks_in_bulk_params(part.calls))
+                else:
+                    cursor.executemany(
+                        track_sql_postgres(part.calls[0].upsert[0]),
+                        [[*p.upsert[1], *event_params(p)] for p in part.calls],
+                        returning=True,
+                    )
             if own_transaction:
                 transaction_cursor.execute("COMMIT")
-        return [row for cursor in cursors for row in each_result(cursor)]
+        return [
+            row
+            for cursor, part in zip(cursors, parts, strict=True)
+            for row in (cursor.fetchall() if part.in_bulk else each_result(cursor))
+        ]
     except Exception:
         if own_transaction:  # a failed statement left the transaction open, and aborted
             with contextlib.suppress(Exception):
@@ -371,6 +389,42 @@ def write_tracks_postgres(
     finally:
         for cursor in [*cursors, transaction_cursor]:
             cursor.close()
+
+
+@dataclass
+class StatementPart:
+    """Consecutive calls of a batch written by one statement: in bulk (one row each), or
+    one call at a time with the same upsert statement."""
+
+    in_bulk: bool
+    calls: list[PreparedTrack]
+    contacts: set[tuple[int, str]]  # in bulk: (project, email) of each call
+
+
+def statement_parts(batch: list[PreparedTrack]) -> list[StatementPart]:
+    """The batch cut into parts, in order. A part in bulk never names a contact twice: one
+    INSERT … ON CONFLICT may not change a row twice, and the second call must see what the
+    first wrote."""
+    parts: list[StatementPart] = []
+    for prepared in batch:
+        statement, params = prepared.upsert
+        in_bulk = upserts_in_bulk(prepared.upsert)
+        contact = (params[0], params[2])
+        last = parts[-1] if parts else None
+        if in_bulk and last and last.in_bulk and contact not in last.contacts:
+            last.calls.append(prepared)
+            last.contacts.add(contact)
+        elif not in_bulk and last and not last.in_bulk and last.calls[0].upsert[0] == statement:
+            last.calls.append(prepared)
+        else:
+            parts.append(StatementPart(in_bulk, [prepared], {contact} if in_bulk else set()))
+    return parts
+
+
+def tracks_in_bulk_params(calls: list[PreparedTrack]) -> list[list]:
+    """TRACKS_IN_BULK_SQL's arrays: the new contacts' columns, then the events'."""
+    events = [[p.code, p.name, json.dumps(p.data, default=str), p.at] for p in calls]
+    return [*contact_columns([p.upsert for p in calls]), *map(list, zip(*events, strict=True))]
 
 
 def each_result(cursor) -> Iterator[tuple]:
@@ -400,11 +454,51 @@ def track_sql_postgres(upsert: str) -> str:
     )
 
 
+def tracks_in_bulk_sql() -> str:
+    """Plain track calls for distinct contacts in one statement: their rows unnested from
+    arrays (one parameter a column, whatever the number of calls: prepared once), each
+    contact upserted as UPSERT_SQL does with no change of status, each event inserted with
+    its contact's id; a row a call, in the calls' order: the contact's id, code, and whether
+    this statement created it."""
+    contacts, events = Contact._meta.db_table, Event._meta.db_table
+    types = [
+        "bigint", "uuid", "text", "text", "text", "jsonb", "text", "timestamptz", "text",
+        "timestamptz", "text", "inet", "timestamptz",  # NEW_CONTACT_COLUMNS
+        "uuid", "text", "jsonb", "timestamptz",  # the events' code, name, data, time
+    ]  # fmt: skip
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    new = ", ".join(NEW_CONTACT_COLUMNS)
+    return f"""
+WITH i AS (
+    SELECT * FROM unnest({arrays})
+    WITH ORDINALITY AS i({new}, event_code, event_name, event_data, event_at, n)
+), c AS (
+    INSERT INTO {contacts} AS t ({new}, updated_at)
+    SELECT {new}, created_at FROM i ORDER BY n
+    ON CONFLICT (project_id, email) DO UPDATE SET
+        first_name = COALESCE(NULLIF(excluded.first_name, ''), t.first_name),
+        last_name = COALESCE(NULLIF(excluded.last_name, ''), t.last_name),
+        data = jsonb_strip_nulls(t.data || excluded.data),
+        updated_at = CASE WHEN excluded.data <> '{{}}'::jsonb OR excluded.first_name <> ''
+            OR excluded.last_name <> '' THEN excluded.updated_at ELSE t.updated_at END
+    RETURNING t.id, t.code, t.project_id, t.email, t.created_at
+), e AS (
+    INSERT INTO {events} ({EVENT_COLUMNS})
+    SELECT i.project_id, i.event_code, '{Event.Kind.CUSTOM}', i.event_name, c.id, '', '',
+        i.event_data, i.event_at
+    FROM i JOIN c USING (project_id, email) ORDER BY i.n
+)
+SELECT c.id, c.code, c.created_at = i.created_at FROM i JOIN c USING (project_id, email)
+ORDER BY i.n
+"""  # noqa: S608  (our SQL, no input)
+
+
 EVENT_COLUMNS = "project_id, code, kind, name, contact_id, url, user_agent, data, created_at"
 EVENT_SQL = (
     f"INSERT INTO {Event._meta.db_table} ({EVENT_COLUMNS}) "  # noqa: S608
     f"VALUES (%s, %s, '{Event.Kind.CUSTOM}', %s, %s, '', '', %s, %s)"
 )
+TRACKS_IN_BULK_SQL = tracks_in_bulk_sql()
 
 
 def event_params(prepared: PreparedTrack, contact_id: int | None = None) -> list[Any]:

@@ -18,13 +18,21 @@ import psycopg
 from django.db import OperationalError, connection, connections
 from django.test import override_settings
 
+from postroom.accounts.actions import create_project
 from postroom.accounts.auth import forget_keys
+from postroom.contacts.actions import upsert_contact
 from postroom.contacts.models import Contact
 from postroom.lib import groupcommit
 from postroom.lib.groupcommit import writers_turn
 from postroom.test import BaseTestCase, BaseTransactionTestCase
 from postroom.tracking import fasttrack
-from postroom.tracking.actions import commit_tracks, prepare_track, write_tracks
+from postroom.tracking.actions import (
+    commit_tracks,
+    prepare_track,
+    split_track_data,
+    statement_parts,
+    write_tracks,
+)
 from postroom.tracking.models import Event
 from postroom.webhooks.actions import forget_endpoints
 from postroom.webhooks.models import Delivery, Endpoint
@@ -273,6 +281,107 @@ class BatchTest(BaseTestCase):
         self.assertEqual(answers, {f"c{i}": f"tracked c{i}" for i in range(5)})
         self.assertEqual(sum(batches), 5)
         self.assertLess(len(batches), 5)
+
+
+# A batch's calls: (project index, email, subscribed, data). Plain calls for distinct
+# contacts go in bulk; a repeated contact, a change of status or a removed field cut the run.
+MIXED_BATCH = [
+    (0, "ann@example.com", None, {"plan": "pro"}),
+    (0, "bob@example.com", None, {}),
+    (0, "ann@example.com", None, {"seats": 2, "orderId": {"value": 7, "persistent": False}}),
+    (1, "ann@example.com", None, {"plan": "team"}),  # the other project's Ann
+    (0, "cid@example.com", False, {}),
+    (0, "cid@example.com", None, {"plan": None}),  # removes a field: not in bulk
+    (0, "dan@example.com", None, {"firstName": "Dan", "plan": "free"}),
+    (0, "eve@example.com", None, {}),
+    (0, "eve@example.com", True, {"plan": "pro"}),
+    (0, "ann@example.com", None, {"plan": ""}),  # an empty value is ignored
+]
+EVE = {"status": "unsubscribed", "last_name": "Lee", "data": {"plan": "free"}}
+
+
+@unittest.skipUnless(
+    connection.vendor == "postgresql",
+    "calls written in bulk (one statement, its parameters arrays) are PostgreSQL's",
+)
+class InBulkTest(BaseTestCase):
+    """A batch written in as few statements as can be stores what the ORM reference
+    (upsert_contact, then the event) stores for the same calls one by one."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.projects = [self.project, create_project("Second", self.alice)[0]]
+        self.reference = [create_project(f"Reference {i}", self.alice)[0] for i in (1, 2)]
+        for project in (self.project, self.reference[0]):
+            self.make_contact("eve@example.com", project=project, create_fields=True, **EVE)
+            Endpoint.objects.create(
+                project=project, url="https://hooks.example/in", event_types=["contact.created"]
+            )
+        forget_endpoints()
+        self.addCleanup(forget_endpoints)
+
+    def calls(self, projects):
+        return [
+            prepare_track(projects[i], f"e{n}", email, subscribed, data)
+            for n, (i, email, subscribed, data) in enumerate(MIXED_BATCH)
+        ]
+
+    def write_by_the_reference(self) -> None:
+        for n, (i, email, subscribed, data) in enumerate(MIXED_BATCH):
+            project = self.reference[i]
+            parsed = split_track_data(data)
+            parsed.upsert.subscribed = subscribed
+            parsed.upsert.how = f"the track API (e{n})"
+            contact, _ = upsert_contact(project, email, parsed.upsert)
+            Event.objects.create(
+                project=project, kind=Event.Kind.CUSTOM, name=f"e{n}", contact=contact,
+                data=parsed.event,
+            )  # fmt: skip
+
+    def stored(self, project) -> tuple[list, list, int]:
+        contacts = list(
+            Contact.objects.filter(project=project)
+            .order_by("email")
+            .values_list("email", "status", "status_reason", "first_name", "last_name", "data",
+                         "consent_source")
+        )  # fmt: skip
+        events = list(
+            Event.objects.filter(project=project)
+            .order_by("id")
+            .values_list("name", "contact__email", "data")
+        )
+        created = Delivery.objects.filter(
+            endpoint__project=project, event_type="contact.created"
+        ).count()
+        return contacts, events, created
+
+    def test_a_mixed_batch_stores_what_the_reference_does(self) -> None:
+        calls = self.calls(self.projects)
+        parts = statement_parts(calls)
+        self.assertEqual(
+            [(part.in_bulk, len(part.calls)) for part in parts],
+            [(True, 2), (True, 2), (False, 1), (False, 1), (True, 2), (False, 1), (True, 1)],
+        )
+        tracked = write_tracks(calls)
+        self.write_by_the_reference()
+        for lean, reference in zip(self.projects, self.reference, strict=True):
+            with self.subTest(project=lean.name):
+                self.assertEqual(self.stored(lean), self.stored(reference))
+        codes = dict(Contact.objects.values_list("id", "code"))
+        contact_of_event = dict(Event.objects.values_list("code", "contact_id"))
+        self.assertEqual([t.contact for t in tracked],
+                         [codes[contact_of_event[c.code]] for c in calls])  # fmt: skip
+        self.assertEqual([t.event for t in tracked], [c.code for c in calls])
+
+    def test_a_plain_call_moves_updated_at_only_when_it_changes_something(self) -> None:
+        eve = Contact.objects.get(project=self.project, email="eve@example.com")
+        write_tracks([prepare_track(self.project, "seen", eve.email, None, {})])
+        eve_after = Contact.objects.get(pk=eve.pk)
+        self.assertEqual((eve_after.updated_at, eve_after.data), (eve.updated_at, eve.data))
+        write_tracks([prepare_track(self.project, "seen", eve.email, None, {"seats": 3})])
+        eve_after = Contact.objects.get(pk=eve.pk)
+        self.assertGreater(eve_after.updated_at, eve.updated_at)
+        self.assertEqual(eve_after.data, {"plan": "free", "seats": 3})
 
 
 @unittest.skipUnless(
