@@ -138,7 +138,7 @@ else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "postroom.lib.sqlite",
             "NAME": DATA_DIR / "postroom.sqlite3",
             # Kept open between requests: opening the file and setting it up cost a web
             # request about as much as the work of a track call.

@@ -9,14 +9,11 @@ topped out near 1,100/s on two cores for each.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from typing import Any
 
 from django.db import close_old_connections, connection
@@ -78,41 +75,3 @@ class GroupCommit(ABC):
     @abstractmethod
     def flush(self) -> int:
         """Write what gathered (`take()`); how many. Runs on the writer thread."""
-
-
-_turn_files: dict[tuple[int, str], int] = {}  # (pid, database file) -> an open descriptor
-_turn_lock = threading.Lock()  # the threads of this process take turns too (flock does not
-_turn_held = threading.local()  # tell them apart: they share the descriptor)
-
-
-@contextlib.contextmanager
-def writers_turn() -> Iterator[None]:
-    """On SQLite, the batch writers of every web process take turns on a file lock beside the
-    database before they begin: one waiting is woken the moment the other is done. Without
-    it each waited in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more between
-    tries while a batch takes a fraction of a millisecond: two web processes writing track
-    calls kept the machine 40% idle (bench/api.py), and the pixel's p99 was 48 ms where it is
-    now 9 (bench/events.py). A no-op on PostgreSQL, which queues lock waiters itself, for a
-    database in memory (tests), and inside a turn this thread already holds."""
-    name = sqlite_database_file()
-    if name is None or getattr(_turn_held, "held", False):
-        yield
-        return
-    key = (os.getpid(), name)
-    with _turn_lock:
-        fd = _turn_files.get(key)
-        if fd is None:
-            fd = _turn_files[key] = os.open(name + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits without the GIL
-        _turn_held.held = True
-        try:
-            yield
-        finally:
-            _turn_held.held = False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def sqlite_database_file() -> str | None:
-    """The path of this thread's SQLite database file; None on PostgreSQL or in memory."""
-    name = str(connection.settings_dict["NAME"])
-    return name if connection.vendor == "sqlite" and os.path.isfile(name) else None

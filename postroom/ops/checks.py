@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.db import connection
 
 
 @register()
@@ -26,9 +27,7 @@ def check_site_url(app_configs, **kwargs) -> list:
 
 @register()
 def check_data_dir(app_configs, **kwargs) -> list:
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and not os.access(
-        settings.DATA_DIR, os.W_OK
-    ):
+    if connection.vendor == "sqlite" and not os.access(settings.DATA_DIR, os.W_OK):
         return [
             Error(
                 f"The data directory {settings.DATA_DIR} is not writable.",
@@ -65,9 +64,7 @@ def check_sqlite_version(app_configs, **kwargs) -> list:
     import sqlite3
 
     # The send loop writes a batch's results with UPDATE ... FROM (delivery.sending).
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and (
-        sqlite3.sqlite_version_info < (3, 33)
-    ):
+    if connection.vendor == "sqlite" and (sqlite3.sqlite_version_info < (3, 33)):
         return [
             Error(
                 f"SQLite {sqlite3.sqlite_version} is too old: Postroom needs 3.33 or newer.",

@@ -34,7 +34,7 @@ from postroom.accounts.auth import resolve_token, token_of
 from postroom.accounts.forms import client_ip_of
 from postroom.accounts.middleware import CORS_HEADERS, count_for_key, rate_headers
 from postroom.contacts.actions import ContactError
-from postroom.lib.groupcommit import GroupCommit, writers_turn
+from postroom.lib.groupcommit import GroupCommit
 from postroom.tracking.actions import (
     PreparedTrack,
     Tracked,
@@ -233,7 +233,7 @@ def write_batch(calls: list[PreparedTrack]) -> list[Tracked]:
     committed = commit_tracks(calls)  # PostgreSQL: one round trip
     if committed is not None:
         return committed
-    with writers_turn(), transaction.atomic():
+    with transaction.atomic():  # on SQLite, on the writers' turn (postroom.lib.sqlite)
         return write_tracks(calls)
 
 

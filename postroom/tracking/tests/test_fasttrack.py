@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -22,8 +19,6 @@ from postroom.accounts.actions import create_project
 from postroom.accounts.auth import forget_keys
 from postroom.contacts.actions import upsert_contact
 from postroom.contacts.models import Contact
-from postroom.lib import groupcommit
-from postroom.lib.groupcommit import writers_turn
 from postroom.test import BaseTestCase, BaseTransactionTestCase
 from postroom.tracking import fasttrack
 from postroom.tracking.actions import (
@@ -427,48 +422,6 @@ class ThroughTheWriterThreadTest(BaseTransactionTestCase):
             sorted(e.data["n"] for e in Event.objects.filter(project=self.project)),
             list(range(12)),
         )
-
-
-class WritersTurnTest(BaseTestCase):
-    def setUp(self) -> None:
-        super().setUp()
-        folder = tempfile.mkdtemp()
-        self.database = f"{folder}/postroom.sqlite3"
-        open(self.database, "w").close()
-        self.enterContext(
-            mock.patch.object(groupcommit, "sqlite_database_file", return_value=self.database)
-        )
-
-    def test_sqlite_writers_of_two_processes_take_turns(self) -> None:
-        hold = (
-            "import fcntl, os, sys, time\n"
-            f"fd = os.open({self.database + '-writers'!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(0.4)\n"
-        )
-        other = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
-        self.addCleanup(other.wait)
-        self.assertEqual(other.stdout.readline().strip(), "held")
-        started = time.monotonic()
-        with writers_turn():
-            waited = time.monotonic() - started
-        self.assertGreater(waited, 0.2)  # until the other process let go
-
-    def test_threads_of_one_process_take_turns_and_a_turn_nests(self) -> None:
-        entered = threading.Event()
-
-        def hold() -> None:
-            with writers_turn(), writers_turn():  # nested: no deadlock, one turn
-                entered.set()
-                time.sleep(0.3)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        self.assertTrue(entered.wait(2))
-        started = time.monotonic()
-        with writers_turn():
-            waited = time.monotonic() - started
-        holder.join()
-        self.assertGreater(waited, 0.15)
 
 
 @unittest.skipUnless(
