@@ -569,6 +569,12 @@ def upserts_in_bulk(statement: tuple[str, list]) -> bool:
     return sql == upsert_sql(True, "") and params[5] == params[DATA_PATCH_AT]
 
 
+def upserted_contact(statement: tuple[str, list]) -> tuple[int, str]:
+    """The project id and address of the contact a contact_upsert statement writes."""
+    params = statement[1]
+    return params[0], params[2]
+
+
 def contact_columns(statements: list[tuple[str, list]]) -> list[list]:
     """The new contacts' values of plain upserts (upserts_in_bulk), a list a column in
     NEW_CONTACT_COLUMNS's order: the arrays one statement unnests into rows."""

@@ -30,6 +30,7 @@ from postroom.contacts.actions import (
     contact_upsert,
     field_key,
     suppress_address,
+    upserted_contact,
     upserts_in_bulk,
 )
 from postroom.contacts.models import ConsentSource, Contact, Status, Suppression
@@ -340,10 +341,10 @@ def write_tracks_postgres(
     batch: list[PreparedTrack], own_transaction: bool = False
 ) -> list[tuple[int, uuid.UUID, bool]]:
     """The batch's writes in as few statements as keep each call's effect: each run of plain
-    calls (tracks_in_bulk) for distinct contacts is one statement whose parameters are
-    arrays, any other call one statement of its own. All are prepared and sent before any
-    answer is read. A batch that is one statement is sent alone: outside a transaction it
-    commits itself, so `own_transaction` needs no BEGIN and COMMIT around it."""
+    calls (contacts.actions.upserts_in_bulk) for distinct contacts is one statement whose
+    parameters are arrays, any other call one statement of its own. All are prepared and
+    sent before any answer is read. A batch that is one statement is sent alone: outside a
+    transaction it commits itself, so `own_transaction` needs no BEGIN and COMMIT."""
     connection.ensure_connection()
     driver = connection.connection
     if driver.prepare_threshold is None and not server_side_binding():
@@ -354,7 +355,7 @@ def write_tracks_postgres(
     parts = statement_parts(batch)
     if len(parts) == 1 and parts[0].in_bulk:
         with psycopg.Cursor(driver) as cursor:
-            cursor.execute(TRACKS_IN_BULK_SQL, tracks_in_bulk_params(parts[0].calls))
+            cursor.execute(tracks_in_bulk_sql(), tracks_in_bulk_params(parts[0].calls))
             return cursor.fetchall()
     # Server-side binding (Django's cursors bind on the client): it can prepare. The calls
     # of a part not in bulk go as one executemany (they differ only in a change of status
@@ -367,7 +368,7 @@ def write_tracks_postgres(
                 transaction_cursor.execute("BEGIN")
             for cursor, part in zip(cursors, parts, strict=True):
                 if part.in_bulk:
-                    cursor.execute(TRACKS_IN_BULK_SQL, tracks_in_bulk_params(part.calls))
+                    cursor.execute(tracks_in_bulk_sql(), tracks_in_bulk_params(part.calls))
                 else:
                     cursor.executemany(
                         track_sql_postgres(part.calls[0].upsert[0]),
@@ -407,9 +408,9 @@ def statement_parts(batch: list[PreparedTrack]) -> list[StatementPart]:
     first wrote."""
     parts: list[StatementPart] = []
     for prepared in batch:
-        statement, params = prepared.upsert
+        statement = prepared.upsert[0]
         in_bulk = upserts_in_bulk(prepared.upsert)
-        contact = (params[0], params[2])
+        contact = upserted_contact(prepared.upsert)
         last = parts[-1] if parts else None
         if in_bulk and last and last.in_bulk and contact not in last.contacts:
             last.calls.append(prepared)
@@ -422,7 +423,7 @@ def statement_parts(batch: list[PreparedTrack]) -> list[StatementPart]:
 
 
 def tracks_in_bulk_params(calls: list[PreparedTrack]) -> list[list]:
-    """TRACKS_IN_BULK_SQL's arrays: the new contacts' columns, then the events'."""
+    """tracks_in_bulk_sql's arrays: the new contacts' columns, then the events'."""
     events = [[p.code, p.name, json.dumps(p.data, default=str), p.at] for p in calls]
     return [*contact_columns([p.upsert for p in calls]), *map(list, zip(*events, strict=True))]
 
@@ -454,6 +455,7 @@ def track_sql_postgres(upsert: str) -> str:
     )
 
 
+@functools.cache
 def tracks_in_bulk_sql() -> str:
     """Plain track calls for distinct contacts in one statement: their rows unnested from
     arrays (one parameter a column, whatever the number of calls: prepared once), each
@@ -461,11 +463,9 @@ def tracks_in_bulk_sql() -> str:
     its contact's id; a row a call, in the calls' order: the contact's id, code, and whether
     this statement created it."""
     contacts, events = Contact._meta.db_table, Event._meta.db_table
-    types = [
-        "bigint", "uuid", "text", "text", "text", "jsonb", "text", "timestamptz", "text",
-        "timestamptz", "text", "inet", "timestamptz",  # NEW_CONTACT_COLUMNS
-        "uuid", "text", "jsonb", "timestamptz",  # the events' code, name, data, time
-    ]  # fmt: skip
+    columns = [Contact._meta.get_field(name) for name in NEW_CONTACT_COLUMNS]
+    columns += [Event._meta.get_field(name) for name in ("code", "name", "data", "created_at")]
+    types = [array_type(column) for column in columns]
     arrays = ", ".join(f"%s::{t}[]" for t in types)
     new = ", ".join(NEW_CONTACT_COLUMNS)
     return f"""
@@ -493,12 +493,18 @@ ORDER BY i.n
 """  # noqa: S608  (our SQL, no input)
 
 
+def array_type(column) -> str:
+    """The type of an array of the column's values: text for a varchar (a cast to varchar(n)
+    would cut a longer value short without a word; the insert checks the length)."""
+    kind = column.db_type(connection)
+    return "text" if kind.startswith("varchar") else kind
+
+
 EVENT_COLUMNS = "project_id, code, kind, name, contact_id, url, user_agent, data, created_at"
 EVENT_SQL = (
     f"INSERT INTO {Event._meta.db_table} ({EVENT_COLUMNS}) "  # noqa: S608
     f"VALUES (%s, %s, '{Event.Kind.CUSTOM}', %s, %s, '', '', %s, %s)"
 )
-TRACKS_IN_BULK_SQL = tracks_in_bulk_sql()
 
 
 def event_params(prepared: PreparedTrack, contact_id: int | None = None) -> list[Any]:
