@@ -434,12 +434,31 @@ def upsert_contact(project: Project, email: str, upsert: Upsert) -> tuple[Contac
     return contact, False
 
 
+# The columns a new contact gets, in UPSERT_SQL's order (contact_upsert's parameters begin
+# with them; the same time is its updated_at), and where its data patch is among them.
+NEW_CONTACT_COLUMNS = [
+    "project_id",
+    "code",
+    "email",
+    "first_name",
+    "last_name",
+    "data",
+    "status",
+    "status_changed_at",
+    "status_reason",
+    "consent_at",
+    "consent_source",
+    "consent_ip",
+    "created_at",
+]
+DATA_PATCH_AT = 14
+NEW_DATA_AT = NEW_CONTACT_COLUMNS.index("data")
+
+
 # upsert_contact_row's statement. A conflict's SET reads the row as it was: {table}.status
 # is the status before this write. {merge} folds the data patch in (a null removes a key).
 UPSERT_SQL = """
-INSERT INTO {table} (project_id, code, email, first_name, last_name, data, status,
-    status_changed_at, status_reason, consent_at, consent_source, consent_ip, created_at,
-    updated_at)
+INSERT INTO {table} ({columns}, updated_at)
 VALUES (%s, %s, %s, %s, %s, {data}, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (project_id, email) DO UPDATE SET
     first_name = COALESCE(NULLIF(excluded.first_name, ''), {table}.first_name),
@@ -531,6 +550,7 @@ def upsert_sql(postgres: bool, flip: str) -> str:
     table = Contact._meta.db_table
     return UPSERT_SQL.format(
         table=table,
+        columns=", ".join(NEW_CONTACT_COLUMNS),
         data="%s::jsonb" if postgres else "%s",
         merge=f"jsonb_strip_nulls({table}.data || %s::jsonb)"
         if postgres
@@ -540,39 +560,20 @@ def upsert_sql(postgres: bool, flip: str) -> str:
     )
 
 
-# The columns a new contact gets, as contact_upsert's parameters begin with them (the same
-# time is its updated_at), and where its data patch is among them.
-NEW_CONTACT_COLUMNS = [
-    "project_id",
-    "code",
-    "email",
-    "first_name",
-    "last_name",
-    "data",
-    "status",
-    "status_changed_at",
-    "status_reason",
-    "consent_at",
-    "consent_source",
-    "consent_ip",
-    "created_at",
-]
-DATA_PATCH_AT = 14
-
-
 def upserts_in_bulk(statement: tuple[str, list]) -> bool:
     """Whether a contact_upsert statement is the plain kind that may be written together with
     others as rows of one statement (contact_columns): it asks no change of status, and its
     data removes no field (a new contact's data is then the patch itself). A conflict then
     changes the names given, merges the data, and moves updated_at if it gave either."""
     sql, params = statement
-    return sql == upsert_sql(True, "") and params[5] == params[DATA_PATCH_AT]
+    return sql == upsert_sql(True, "") and params[NEW_DATA_AT] == params[DATA_PATCH_AT]
 
 
 def upserted_contact(statement: tuple[str, list]) -> tuple[int, str]:
     """The project id and address of the contact a contact_upsert statement writes."""
     params = statement[1]
-    return params[0], params[2]
+    project_id = params[NEW_CONTACT_COLUMNS.index("project_id")]
+    return project_id, params[NEW_CONTACT_COLUMNS.index("email")]
 
 
 def contact_columns(statements: list[tuple[str, list]]) -> list[list]:
