@@ -7,8 +7,10 @@ import contextlib
 import datetime as dt
 import json
 import zoneinfo
+from collections import Counter
 from unittest import mock
 
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -45,7 +47,7 @@ def read_events() -> None:
         pass
 
 
-class RunsTestCase(BaseTestCase):
+class RunsFixture(BaseTestCase):
     def automation(self, steps: list[tuple[str, dict]], **fields) -> Automation:
         automation = Automation(project=self.project)
         fields = {"name": "Welcome", "trigger": "event", "trigger_event": "signup", **fields}
@@ -60,6 +62,8 @@ class RunsTestCase(BaseTestCase):
         self.assertEqual(r.status_code, 200, r.content)
         read_events()
 
+
+class RunsTestCase(RunsFixture):
     def test_an_event_starts_a_run_that_waits_then_sends_and_tags(self) -> None:
         self.automation(
             [
@@ -268,6 +272,74 @@ class RunsTestCase(BaseTestCase):
         actions.delete_step(automation.steps.get(position=0))
         self.assertEqual(order(), ["c", "b"])
         self.assertEqual(list(automation.steps.values_list("position", flat=True)), [0, 1])
+
+
+class ReadInBatchesTestCase(RunsFixture):
+    """The reader handles a batch of events in a few statements (RunPlan), and ends where
+    handling each event alone, in id order, ends."""
+
+    # (event, contact): starts and cancels of the same contacts, interleaved.
+    EVENTS = [
+        ("signup", "ann"), ("signup", "bob"), ("purchase", "ann"), ("signup", "ann"),
+        ("signup", "cid"), ("signup", "cid"), ("purchase", "bob"), ("purchase", "dan"),
+        ("signup", "dan"), ("purchase", "cid"), ("signup", "bob"), ("other", "ann"),
+    ]  # fmt: skip
+
+    def setUp(self) -> None:
+        super().setUp()
+        wait = [("wait", {"amount": 1, "unit": "days"})]
+        self.automation(wait, name="Once", cancel_event="purchase")
+        self.automation(wait, name="Every", repeat="every", cancel_event="purchase")
+        self.automation(wait, name="On purchase", trigger_event="purchase", cancel_event="signup")
+        names = ("ann", "bob", "cid", "dan")
+        self.contacts = {n: self.make_contact(f"{n}@example.com") for n in names}
+        # From before: Dan is waiting in "Every" (a purchase cancels it), and was in "Once".
+        for name in ("Every", "Once"):
+            Run.objects.create(
+                project=self.project, automation=Automation.objects.get(name=name),
+                contact=self.contacts["dan"], state="waiting" if name == "Every" else "done",
+            )  # fmt: skip
+        self.first_id = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        for name, who in self.EVENTS:
+            Event.objects.create(project=self.project, kind=Event.Kind.CUSTOM, name=name,
+                                 contact=self.contacts[who], data={"who": who})  # fmt: skip
+        self.last_id = Event.objects.order_by("-id").values_list("id", flat=True).first()
+
+    def outcome(self) -> list[tuple]:
+        return sorted(
+            (run.automation.name, run.contact.email, run.state, run.last_error,
+             run.trigger.get("id", ""), run.finished_at is not None)
+            for run in Run.objects.select_related("automation", "contact")
+        )  # fmt: skip
+
+    def handled(self, one_at_a_time: bool) -> list[tuple]:
+        with transaction.atomic():
+            if one_at_a_time:
+                for event_id in range(self.first_id + 1, self.last_id + 1):
+                    actions.handle_events(event_id - 1, event_id)
+            else:
+                actions.handle_events(self.first_id, self.last_id)
+            outcome = self.outcome()
+            transaction.set_rollback(True)
+        return outcome
+
+    def test_a_batch_ends_where_one_event_at_a_time_ends(self) -> None:
+        batch = self.handled(one_at_a_time=False)
+        self.assertEqual(batch, self.handled(one_at_a_time=True))
+        states = Counter((name, state) for name, _, state, *_ in batch)
+        self.assertEqual(
+            states,
+            # Worked out by hand, event by event.
+            {("Once", "cancelled"): 3, ("Once", "done"): 1,
+             ("Every", "waiting"): 3, ("Every", "cancelled"): 5,
+             ("On purchase", "waiting"): 1, ("On purchase", "cancelled"): 3},
+        )  # fmt: skip
+
+    def test_a_batch_takes_a_few_statements_whatever_its_size(self) -> None:
+        # The automations (2), the events, who had a run of each "once" automation (2), the
+        # cancels of each automation cancelled (3), the new runs.
+        with self.assertNumQueries(9):
+            actions.handle_events(self.first_id, self.last_id)
 
 
 @override_settings(WEBHOOKS_ALLOW_PRIVATE=True, SCANNER_SECONDS=0)
