@@ -138,6 +138,8 @@ else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
+            # Django's SQLite backend, each transaction begun on the writers' turn
+            # (postroom/lib/sqlite): writers of every process go in one at a time, in order.
             "ENGINE": "postroom.lib.sqlite",
             "NAME": DATA_DIR / "postroom.sqlite3",
             # Kept open between requests: opening the file and setting it up cost a web
@@ -146,7 +148,8 @@ else:
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
-                # BEGIN so two writers queue on the busy timeout instead of deadlocking.
+                # BEGIN so two writers cannot deadlock. The timeout bounds a writer's wait for
+                # its turn as well as SQLite's own.
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
