@@ -148,8 +148,8 @@ else:
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
-                # BEGIN so two writers cannot deadlock. The timeout bounds a writer's wait for
-                # its turn as well as SQLite's own.
+                # BEGIN so two writers cannot deadlock. The timeout bounds a writer's wait in
+                # SQLite, and for its process's other writers (postroom/lib/sqlite/turns.py).
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
