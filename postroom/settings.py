@@ -139,7 +139,7 @@ else:
     DATABASES = {
         "default": {
             # Django's SQLite backend, each transaction begun on the writers' turn
-            # (postroom/lib/sqlite): writers of every process go in one at a time, in order.
+            # (postroom/lib/sqlite): writers of every process go in one at a time, no sleeping.
             "ENGINE": "postroom.lib.sqlite",
             "NAME": DATA_DIR / "postroom.sqlite3",
             # Kept open between requests: opening the file and setting it up cost a web
