@@ -1,5 +1,5 @@
-"""The writers' turn on a SQLite database: its writers, in every process, begin one at a time
-and each is let in the moment the one before it ends.
+"""The writers' turn on a SQLite database: its writers, in every process, begin one at a time,
+a waiting one let in the moment the one before it ends.
 
 SQLite lets one writer at a time in and makes the others wait in its busy handler, which
 sleeps 1, 2, 5, 10 ms and up to 100 ms between tries: under load whoever tries at the right
@@ -26,10 +26,10 @@ _turn = threading.local()  # this thread's: depth (nested turns) and fd
 
 
 def take_turn(database: str, timeout: float = -1) -> None:
-    """This thread's turn to write `database` (a SQLite file), once every earlier taker of
-    any process has ended theirs; nested when this thread holds it already. Waits at most
-    `timeout` seconds for the other threads of this process (-1: as long as it takes), then
-    raises OperationalError as SQLite does when its lock stays taken."""
+    """This thread's turn to write `database` (a SQLite file), once no other thread of any
+    process holds it (woken the moment it is let go); nested when this thread holds it.
+    Waits at most `timeout` seconds for the other threads of this process (-1: as long as
+    it takes), then raises OperationalError as SQLite does when its lock stays taken."""
     depth = getattr(_turn, "depth", 0)
     if depth:
         _turn.depth = depth + 1
