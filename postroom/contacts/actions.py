@@ -562,7 +562,7 @@ def upsert_sql(postgres: bool, flip: str) -> str:
 
 def upserts_in_bulk(statement: tuple[str, list]) -> bool:
     """Whether a contact_upsert statement is the plain kind that may be written together with
-    others as rows of one statement (contact_columns): it asks no change of status, and its
+    others as rows of one statement (new_contact_row): it asks no change of status, and its
     data removes no field (a new contact's data is then the patch itself). A conflict then
     changes the names given, merges the data, and moves updated_at if it gave either."""
     sql, params = statement
@@ -576,12 +576,10 @@ def upserted_contact(statement: tuple[str, list]) -> tuple[int, str]:
     return project_id, params[NEW_CONTACT_COLUMNS.index("email")]
 
 
-def contact_columns(statements: list[tuple[str, list]]) -> list[list]:
-    """The new contacts' values of plain upserts (upserts_in_bulk), a list a column in
-    NEW_CONTACT_COLUMNS's order: the arrays one statement unnests into rows."""
-    width = len(NEW_CONTACT_COLUMNS)
-    rows = [params[:width] for _, params in statements]
-    return [list(column) for column in zip(*rows, strict=True)]
+def new_contact_row(statement: tuple[str, list]) -> list:
+    """The new contact's values of a plain upsert (upserts_in_bulk), in NEW_CONTACT_COLUMNS's
+    order: a row of the one statement that writes many."""
+    return statement[1][: len(NEW_CONTACT_COLUMNS)]
 
 
 UPSERTED_FIELDS = [

@@ -291,6 +291,7 @@ MIXED_BATCH = [
     (0, "eve@example.com", None, {}),
     (0, "eve@example.com", True, {"plan": "pro"}),
     (0, "ann@example.com", None, {"plan": ""}),  # an empty value is ignored
+    (0, "fay@example.com", None, {"firstName": 'Zoë "Z" O\'Neil', "city": "Zürich\\n\t€"}),
 ]
 EVE = {"status": "unsubscribed", "last_name": "Lee", "data": {"plan": "free"}}
 
@@ -355,7 +356,7 @@ class InBulkTest(BaseTestCase):
         parts = statement_parts(calls)
         self.assertEqual(
             [(part.in_bulk, len(part.calls)) for part in parts],
-            [(True, 2), (True, 2), (False, 1), (False, 1), (True, 2), (False, 1), (True, 1)],
+            [(True, 2), (True, 2), (False, 1), (False, 1), (True, 2), (False, 1), (True, 2)],
         )
         tracked = write_tracks(calls)
         self.write_by_the_reference()
