@@ -326,20 +326,20 @@ class RunPlan:
     them), and which of the runs waiting from before the batch to cancel."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[str, Automation, int, dict | str]] = []
+        self.planned: list[tuple[str, Automation, int, dict | str]] = []
 
     def start(self, automation: Automation, contact_id: int, trigger: dict) -> None:
-        self.steps.append(("start", automation, contact_id, trigger))
+        self.planned.append(("start", automation, contact_id, trigger))
 
     def cancel(self, automation: Automation, contact_id: int, why: str) -> None:
-        self.steps.append(("cancel", automation, contact_id, why))
+        self.planned.append(("cancel", automation, contact_id, why))
 
     def write(self) -> None:
         had = self.contacts_with_runs()  # once per contact: who had a run before the batch
         runs: list[Run] = []
         started: dict[tuple[int, int], list[Run]] = {}  # (automation, contact) -> new runs
         cancels: dict[int, tuple[Automation, str, set[int]]] = {}  # of runs from before
-        for what, automation, contact_id, detail in self.steps:
+        for what, automation, contact_id, detail in self.planned:
             key = (automation.id, contact_id)
             if what == "cancel":
                 cancel_new_runs(started.get(key, []), detail)
@@ -358,7 +358,7 @@ class RunPlan:
     def contacts_with_runs(self) -> set[tuple[int, int]]:
         """(automation, contact) of the batch's once-per-contact starts that had a run."""
         wanted: dict[int, set[int]] = {}
-        for what, automation, contact_id, _ in self.steps:
+        for what, automation, contact_id, _ in self.planned:
             if what == "start" and automation.repeat == Automation.Repeat.ONCE:
                 wanted.setdefault(automation.id, set()).add(contact_id)
         had = set()
