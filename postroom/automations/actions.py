@@ -265,21 +265,12 @@ def run_counts(automation: Automation) -> dict[str, int]:
 
 
 def start_runs(automation: Automation, contact_ids: Iterable[int], trigger: dict) -> int:
-    """A run for each contact, now; with "once per contact", not for those who had one."""
-    contact_ids = set(contact_ids)
-    if automation.repeat == Automation.Repeat.ONCE:
-        had = Run.objects.filter(automation=automation, contact_id__in=contact_ids)
-        contact_ids -= set(had.values_list("contact_id", flat=True))
-    Run.objects.bulk_create(
-        Run(
-            project_id=automation.project_id,
-            automation=automation,
-            contact_id=contact_id,
-            trigger=trigger,
-        )
-        for contact_id in sorted(contact_ids)
-    )
-    return len(contact_ids)
+    """A run for each contact, now; with "once per contact", not for those who had one.
+    How many started."""
+    plan = RunPlan()
+    for contact_id in sorted(set(contact_ids)):
+        plan.start(automation, contact_id, trigger)
+    return plan.write()
 
 
 def read_events(settle: float = stream.SETTLE_SECONDS) -> bool:
@@ -334,7 +325,8 @@ class RunPlan:
     def cancel(self, automation: Automation, contact_id: int, why: str) -> None:
         self.planned.append(("cancel", automation, contact_id, why))
 
-    def write(self) -> None:
+    def write(self) -> int:
+        """Write the plan; how many runs it started."""
         had = self.contacts_with_runs()  # once per contact: who had a run before the batch
         runs: list[Run] = []
         started: dict[tuple[int, int], list[Run]] = {}  # (automation, contact) -> new runs
@@ -354,6 +346,7 @@ class RunPlan:
         for automation, why, contact_ids in cancels.values():
             cancel_waiting(automation, contact_ids, why)
         Run.objects.bulk_create(runs, batch_size=1000)
+        return len(runs)
 
     def contacts_with_runs(self) -> set[tuple[int, int]]:
         """(automation, contact) of the batch's once-per-contact starts that had a run."""

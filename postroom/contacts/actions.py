@@ -451,8 +451,10 @@ NEW_CONTACT_COLUMNS = [
     "consent_ip",
     "created_at",
 ]
-DATA_PATCH_AT = 14
 NEW_DATA_AT = NEW_CONTACT_COLUMNS.index("data")
+PROJECT_AT, EMAIL_AT = NEW_CONTACT_COLUMNS.index("project_id"), NEW_CONTACT_COLUMNS.index("email")
+# The SET's first parameter, after the new row's values and its updated_at.
+DATA_PATCH_AT = len(NEW_CONTACT_COLUMNS) + 1
 
 
 # upsert_contact_row's statement. A conflict's SET reads the row as it was: {table}.status
@@ -572,8 +574,7 @@ def upserts_in_bulk(statement: tuple[str, list]) -> bool:
 def upserted_contact(statement: tuple[str, list]) -> tuple[int, str]:
     """The project id and address of the contact a contact_upsert statement writes."""
     params = statement[1]
-    project_id = params[NEW_CONTACT_COLUMNS.index("project_id")]
-    return project_id, params[NEW_CONTACT_COLUMNS.index("email")]
+    return params[PROJECT_AT], params[EMAIL_AT]
 
 
 def new_contact_row(statement: tuple[str, list]) -> list:

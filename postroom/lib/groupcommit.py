@@ -1,10 +1,10 @@
 """Group commit: work handed in by a web process's request threads, written by one thread of
 the process in batches, each batch whatever gathered while the previous one was written.
 
-A request waits for its batch (so what it answers is what was stored) but no longer than the
-writer's `wait_seconds`. Subclasses say how a batch is written (`flush`). Used by the open
-pixel (tracking.hits) and the track API (tracking.fasttrack): one transaction a request
-topped out near 1,100/s on two cores for each.
+A request waits for its batch (so what it answers is what was stored), for as long as its
+subclass allows (each module's WAIT_SECONDS). Subclasses say how a batch is written
+(`flush`). Used by the open pixel (tracking.hits) and the track API (tracking.fasttrack):
+one transaction a request topped out near 1,100/s on two cores for each.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class GroupCommit(ABC):
         connection.close()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Write what is pending and end the thread, closing its connection (tests: a web
-        process's writer lives as long as the process)."""
+        """Wake the writer for a last batch and end its thread, which closes its connection
+        (tests: a web process's writer lives as long as the process)."""
         self.stopping = True
         self.wake.set()
         if self.thread is not None:

@@ -227,9 +227,9 @@ def track(
     (subscribed unless `subscribed` is false), its persistent data saved on the contact.
     Raises ContactError naming the field.
 
-    The API's busiest call, so it is two statements in one short transaction (one upsert of
-    the contact, one insert of the event): everything is checked first, and on SQLite the
-    write lock is held for the writes alone. `public`: called with the public key."""
+    The API's busiest call: everything is checked first (prepare_track), then the contact's
+    upsert and the event's insert are written in one short transaction (write_tracks), so on
+    SQLite the write lock is held for the writes alone. `public`: called with the public key."""
     prepared = prepare_track(project, name, email, subscribed, data, ip, public)
     with transaction.atomic():
         return write_track(prepared)
